@@ -1,0 +1,333 @@
+//! Creating and opening mutex files without races, polling or clobbering.
+//!
+//! 1. Open the path (`O_NOFOLLOW`). Found: take `flock(LOCK_SH)` (the live-user marker the
+//!    kernel drops at exit), validate, done.
+//! 2. Missing: build the file privately (`O_TMPFILE`, else a unique temporary name in the same
+//!    directory), allocate its page, write the header, `pthread_mutex_init` in place, then
+//!    `linkat` it to the final name. `link` never replaces a name, so `EEXIST` means another
+//!    process won: open theirs. A published file is always complete.
+//! 3. Validation reads the header with `pread` before anything is mapped or written; a file that
+//!    is not ours gets a typed error and is never modified.
+//! 4. A file from a previous boot (its lock word may name a thread of the old boot) is
+//!    re-initialised in place, once, by whoever gets `flock(LOCK_EX)` while no live user exists.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::{fchmod, Mode, SFlag};
+
+use crate::error::Error;
+use crate::header::{self, Identity, Invalid, State, FILE_SIZE};
+use crate::mapping::Mapping;
+use crate::sys::{self, FileLock};
+
+/// What `open` accepts, from the public `OpenOptions`.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub mode: u32,
+    pub create: bool,
+    pub allow_foreign_pid_namespace: bool,
+    pub allow_network_filesystem: bool,
+    pub allow_other_owner: bool,
+}
+
+/// How many times `open` follows a race (a retired or just-deleted file) before giving up.
+/// Each round only repeats after another process changed the path, so this is never reached in
+/// practice; it turns a pathological churn into an error instead of a spin.
+const MAX_OPEN_ROUNDS: usize = 64;
+
+/// Opens or creates the mutex file at `path`. The returned descriptor holds `flock(LOCK_SH)` and
+/// names a validated, initialised file of this boot.
+pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result<OwnedFd, Error> {
+    let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    for _ in 0..MAX_OPEN_ROUNDS {
+        match fcntl::open(path, flags, Mode::empty()) {
+            Ok(fd) => {
+                if adopt(fd.as_fd(), policy, ours, true).map_err(|e| e.at(Some(path)))? {
+                    return Ok(fd);
+                }
+                // Retired by `destroy` or unlinked meanwhile: look at the path again.
+            }
+            Err(Errno::ENOENT) if policy.create => {
+                if let Some(fd) = create(path, policy, ours).map_err(|e| e.at(Some(path)))? {
+                    return Ok(fd);
+                }
+                // EEXIST: another process published first; open theirs.
+            }
+            Err(Errno::ELOOP) => {
+                return Err(Error::Insecure {
+                    path: Some(path.into()),
+                    reason: "the path is a symbolic link; mutex files are never followed \
+                             through links"
+                        .into(),
+                })
+            }
+            Err(errno) => return Err(Error::os("open", Some(path), errno)),
+        }
+    }
+    Err(Error::Busy { path: Some(path.into()) })
+}
+
+/// Takes the live-user marker on an open file and validates it. `Ok(false)`: the file was
+/// retired (TOMBSTONE) or, for a file opened by name (`named`), unlinked meanwhile: the caller
+/// should reopen the path.
+pub(crate) fn adopt(
+    fd: BorrowedFd<'_>,
+    policy: &Policy,
+    ours: &Identity,
+    named: bool,
+) -> Result<bool, Error> {
+    check_file_kind(fd, policy)?;
+    sys::flock(fd, FileLock::Shared, true)?;
+    let verdict = check_ours(fd, policy, ours)?;
+    if verdict.state == State::Tombstone {
+        return Ok(false);
+    }
+    if !verdict.pid_namespace_matches && !policy.allow_foreign_pid_namespace {
+        return Err(Error::ForeignPidNamespace { path: None });
+    }
+    if !verdict.boot_matches {
+        reinitialise_after_reboot(fd, ours)?;
+    }
+    Ok(!named || sys::fstat(fd)?.st_nlink > 0)
+}
+
+/// Checks that an open file is a mutex file this process may use, without writing to it.
+pub(crate) fn check_ours(
+    fd: BorrowedFd<'_>,
+    policy: &Policy,
+    ours: &Identity,
+) -> Result<header::Verdict, Error> {
+    check_file_kind(fd, policy)?;
+    read_verdict(fd, ours)
+}
+
+/// Refuses what must not be mapped or trusted, before reading a byte.
+fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
+    let st = sys::fstat(fd)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind != SFlag::S_IFREG {
+        let what = match kind {
+            SFlag::S_IFDIR => "a directory",
+            SFlag::S_IFIFO => "a FIFO",
+            SFlag::S_IFSOCK => "a socket",
+            SFlag::S_IFCHR => "a character device",
+            SFlag::S_IFBLK => "a block device",
+            _ => "not a regular file",
+        };
+        return Err(Error::BadMutex { path: None, reason: format!("it is {what}") });
+    }
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if st.st_uid != euid && !policy.allow_other_owner {
+        return Err(Error::Insecure {
+            path: None,
+            reason: format!(
+                "owned by uid {}, not by this process's uid {euid} (see \
+                 OpenOptions::allow_other_owner)",
+                st.st_uid
+            ),
+        });
+    }
+    if st.st_mode & 0o002 != 0 {
+        return Err(Error::Insecure {
+            path: None,
+            reason: format!(
+                "mode {:o} lets every user write it, and a writer can corrupt the memory of \
+                 every holder",
+                st.st_mode & 0o7777
+            ),
+        });
+    }
+    if !policy.allow_network_filesystem {
+        sys::check_filesystem(fd)?;
+    }
+    Ok(())
+}
+
+/// Reads and validates the header with `pread`: nothing is mapped or written yet.
+fn read_verdict(fd: BorrowedFd<'_>, ours: &Identity) -> Result<header::Verdict, Error> {
+    let len = sys::fstat(fd)?.st_size as u64;
+    let mut page = vec![0u8; FILE_SIZE];
+    let mut filled = 0;
+    while filled < FILE_SIZE {
+        match nix::sys::uio::pread(fd, &mut page[filled..], filled as libc::off_t) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("read", None, e)),
+        }
+    }
+    header::validate(&page[..filled], len, ours).map_err(|invalid| match invalid {
+        Invalid::Bad(reason) => Error::BadMutex { path: None, reason },
+        Invalid::Abi { found, expected } => Error::AbiMismatch { path: None, found, expected },
+    })
+}
+
+/// Builds a complete mutex file privately and publishes it at `path`. `Ok(None)`: another
+/// process published one first.
+fn create(path: &Path, policy: &Policy, ours: &Identity) -> Result<Option<OwnedFd>, Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (fd, temp_name) = private_file(dir, policy.mode)?;
+    let published = prepare_and_link(fd.as_fd(), temp_name.as_deref(), path, policy, ours);
+    if let Some(temp) = &temp_name {
+        let _ = nix::unistd::unlink(temp.as_path());
+    }
+    Ok(if published? { Some(fd) } else { None })
+}
+
+fn prepare_and_link(
+    fd: BorrowedFd<'_>,
+    temp_name: Option<&Path>,
+    path: &Path,
+    policy: &Policy,
+    ours: &Identity,
+) -> Result<bool, Error> {
+    // umask may have narrowed the mode given to open; the caller asked for exactly this one.
+    fchmod(fd, Mode::from_bits_truncate(policy.mode)).map_err(|e| Error::os("fchmod", None, e))?;
+    if !policy.allow_network_filesystem {
+        sys::check_filesystem(fd)?;
+    }
+    allocate_page(fd)?;
+    initialise(fd, ours, 1)?;
+    // Marked live before it is visible, so a concurrent `destroy` cannot retire it under us.
+    sys::flock(fd, FileLock::Shared, true)?;
+    let linked = match temp_name {
+        Some(temp) => nix::unistd::linkat(AT_FDCWD, temp, AT_FDCWD, path, AtFlags::empty()),
+        None => link_anonymous(fd, path),
+    };
+    match linked {
+        Ok(()) => Ok(true),
+        Err(Errno::EEXIST) => Ok(false),
+        Err(e) => Err(Error::os("link", None, e)),
+    }
+}
+
+/// An unnamed file in `dir` (`O_TMPFILE`) or, where the filesystem lacks it, a file with a
+/// unique temporary name (returned so it can be removed after linking).
+fn private_file(dir: &Path, mode: u32) -> Result<(OwnedFd, Option<PathBuf>), Error> {
+    let mode_bits = Mode::from_bits_truncate(mode);
+    match fcntl::open(dir, OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC, mode_bits) {
+        Ok(fd) => return Ok((fd, None)),
+        // Filesystems (and kernels) without O_TMPFILE answer one of these.
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
+        Err(e) => return Err(Error::os("open(O_TMPFILE) in the directory", None, e)),
+    }
+    for attempt in 0u32..100 {
+        let name = dir.join(format!(
+            ".robust-mutex.{}.{}.{attempt}.tmp",
+            sys::pid(),
+            sys::realtime_ns() % 1_000_000_007
+        ));
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        match fcntl::open(name.as_path(), flags, mode_bits) {
+            Ok(fd) => return Ok((fd, Some(name))),
+            Err(Errno::EEXIST) => continue,
+            Err(e) => return Err(Error::os("open(temporary file)", Some(&name), e)),
+        }
+    }
+    Err(Error::os("open(temporary file)", Some(dir), Errno::EEXIST))
+}
+
+/// Links an `O_TMPFILE` descriptor to `path` through `/proc/self/fd` (no capability needed),
+/// falling back to `AT_EMPTY_PATH` (needs CAP_DAC_READ_SEARCH) when `/proc` is absent.
+fn link_anonymous(fd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
+    let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match nix::unistd::linkat(AT_FDCWD, proc_path.as_str(), AT_FDCWD, path, AtFlags::AT_SYMLINK_FOLLOW) {
+        Err(Errno::ENOENT) if !Path::new("/proc/self/fd").exists() => {
+            nix::unistd::linkat(fd, "", AT_FDCWD, path, AtFlags::AT_EMPTY_PATH)
+        }
+        other => other,
+    }
+}
+
+/// Reserves the page's blocks so that a full filesystem fails here with ENOSPC instead of
+/// raising SIGBUS later in whoever first touches a sparse page.
+fn allocate_page(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    match fcntl::fallocate(fd, FallocateFlags::empty(), 0, FILE_SIZE as libc::off_t) {
+        Ok(()) => Ok(()),
+        Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => {
+            // No fallocate here: write the zeros, which allocates just the same.
+            let zeros = [0u8; FILE_SIZE];
+            let written = nix::sys::uio::pwrite(fd, &zeros, 0).map_err(|e| Error::os("write", None, e))?;
+            if written != FILE_SIZE {
+                return Err(Error::os("write", None, Errno::ENOSPC));
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::os("fallocate", None, e)),
+    }
+}
+
+/// Writes the header and initialises the mutex in place, then publishes state READY.
+/// Only called on a file nobody else uses (private, or under `LOCK_EX`).
+fn initialise(fd: BorrowedFd<'_>, ours: &Identity, generation: u64) -> Result<(), Error> {
+    let map = Mapping::new(fd)?;
+    // SAFETY: the file is private or held under an exclusive flock (callers' contract), so no
+    // one else reads or writes the page now.
+    unsafe { header::write_identity(map.as_ptr(), ours) };
+    // SAFETY: as above; the mutex memory is unused.
+    unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
+    let shared = map.header();
+    shared.generation.store(generation, Ordering::Relaxed);
+    shared.state.store(State::Ready as u32, Ordering::Release);
+    Ok(())
+}
+
+/// Creates the memfd behind an anonymous mutex.
+pub(crate) fn create_anonymous(ours: &Identity) -> Result<OwnedFd, Error> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create("robust-mutex", MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::os("memfd_create", None, e))?;
+    // A memfd starts at 0777; reachable through /proc/<pid>/fd, it gets the same mode as files.
+    fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| Error::os("fchmod", None, e))?;
+    nix::unistd::ftruncate(&fd, FILE_SIZE as libc::off_t).map_err(|e| Error::os("ftruncate", None, e))?;
+    allocate_page(fd.as_fd())?;
+    initialise(fd.as_fd(), ours, 1)?;
+    sys::flock(fd.as_fd(), FileLock::Shared, true)?;
+    Ok(fd)
+}
+
+/// The file outlived a reboot: its lock word may name a thread of the old boot. Re-initialise
+/// it in place while no live user exists (all users of this boot validated it, so the only
+/// other users now are openers racing us here).
+///
+/// `flock` cannot upgrade atomically (a failed upgrade drops the shared lock), so the repair is
+/// serialised by an OFD byte-range lock beyond the page, which does not interact with `flock`:
+/// repairers drop their shared marker, queue on the byte lock, and the winner takes `LOCK_EX`
+/// (blocking: every other holder of `LOCK_SH` is an opener that will drop it on seeing the
+/// mismatch, just as we did).
+fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), Error> {
+    sys::flock(fd, FileLock::Unlock, true)?;
+    let _serial = sys::RepairLock::acquire(fd, FILE_SIZE as libc::off_t)?;
+    sys::flock(fd, FileLock::Exclusive, true)?;
+    let verdict = read_verdict(fd, ours)?;
+    if !verdict.boot_matches {
+        let map = Mapping::new(fd)?;
+        let shared = map.header();
+        let (holder, _) = map.raw_mutex().lock_word();
+        let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
+        // Keep POISONED (the data it guards is still suspect); a lock that was held when the
+        // machine went down means the protected state may be half-written: the next acquirer
+        // must hear that its owner died.
+        let state = match verdict.state {
+            State::Ready if holder != 0 => State::Abandoned,
+            other => other,
+        };
+        shared.owner_since_ns.store(0, Ordering::Relaxed);
+        shared.owner_pid.store(0, Ordering::Relaxed);
+        shared.owner_tid.store(0, Ordering::Relaxed);
+        drop(map);
+        initialise(fd, ours, generation)?;
+        let map = Mapping::new(fd)?;
+        map.header().state.store(state as u32, Ordering::Release);
+    }
+    sys::flock(fd, FileLock::Shared, true)?;
+    Ok(())
+}

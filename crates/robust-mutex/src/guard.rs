@@ -1,0 +1,183 @@
+//! The RAII guards: holding one means holding the lock; dropping it releases the lock.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+
+use crate::error::Error;
+use crate::mutex::SharedMutex;
+
+/// What an acquisition found and what the holder decided; shared by both guard types.
+#[derive(Debug)]
+pub(crate) struct Acquisition {
+    /// The previous holder died holding the lock.
+    pub owner_died: bool,
+    /// The pthread mutex itself is inconsistent (EOWNERDEAD) and must be marked consistent by
+    /// this thread before unlocking.
+    pub inconsistent: bool,
+    /// The holder declared the protected state unrecoverable.
+    pub poison: bool,
+}
+
+impl Acquisition {
+    #[inline]
+    pub(crate) fn new(owner_died: bool) -> Acquisition {
+        Acquisition { owner_died, inconsistent: owner_died, poison: false }
+    }
+}
+
+/// Makes a guard `!Send` and `!Sync`: a pthread mutex belongs to the thread that locked it, and
+/// only that thread may unlock it.
+type NotSend = PhantomData<*const ()>;
+
+/// Proof that this thread holds a [`SharedMutex`]; unlocks on drop.
+///
+/// If [`owner_died`](Self::owner_died) is true, the previous holder died inside its critical
+/// section: repair the protected state, then drop the guard (the mutex is healthy again), or call
+/// [`poison`](Self::poison) if it cannot be repaired.
+///
+/// ```
+/// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+/// let guard = mutex.lock()?;
+/// assert!(!guard.owner_died());
+/// drop(guard);
+/// assert!(!mutex.state().locked);
+/// # Ok::<(), robust_mutex::Error>(())
+/// ```
+#[must_use = "if unused the mutex will immediately unlock"]
+pub struct MutexGuard<'a> {
+    mutex: &'a SharedMutex,
+    acq: Acquisition,
+    _not_send: NotSend,
+}
+
+/// A [`MutexGuard`] that owns a handle to its mutex instead of borrowing it, for code that must
+/// store the guard (bindings). Same rules: `!Send`, unlocks on drop.
+///
+/// ```
+/// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+/// let guard = mutex.try_lock_owned()?.expect("free");
+/// assert!(mutex.state().locked);
+/// drop(guard);
+/// assert!(!mutex.state().locked);
+/// # Ok::<(), robust_mutex::Error>(())
+/// ```
+#[must_use = "if unused the mutex will immediately unlock"]
+pub struct OwnedMutexGuard {
+    mutex: SharedMutex,
+    acq: Acquisition,
+    _not_send: NotSend,
+}
+
+macro_rules! guard_methods {
+    () => {
+        /// True when the previous holder died holding the lock: the protected state may be
+        /// half-updated and should be checked or repaired before it is used.
+        ///
+        /// ```
+        /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+        /// let guard = mutex.lock()?;
+        /// if guard.owner_died() {
+        ///     // repair, then drop the guard: the mutex is healthy again
+        /// }
+        /// # Ok::<(), robust_mutex::Error>(())
+        /// ```
+        pub fn owner_died(&self) -> bool {
+            self.acq.owner_died
+        }
+
+        /// Declares the protected state unrecoverable. When this guard is released the mutex is
+        /// recorded POISONED: every later acquire, in every process and including those already
+        /// waiting, fails with [`Error::NotRecoverable`] until
+        /// [`SharedMutex::reset`](crate::SharedMutex::reset).
+        ///
+        /// ```
+        /// use robust_mutex::{Error, SharedMutex};
+        /// let mutex = SharedMutex::anonymous()?;
+        /// let mut guard = mutex.lock()?;
+        /// guard.poison();
+        /// drop(guard);
+        /// assert!(matches!(mutex.lock(), Err(Error::NotRecoverable)));
+        /// # Ok::<(), robust_mutex::Error>(())
+        /// ```
+        pub fn poison(&mut self) {
+            self.acq.poison = true;
+        }
+
+        /// Releases the lock now, reporting an error instead of ignoring it as `drop` must.
+        ///
+        /// ```
+        /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+        /// mutex.lock()?.release()?;
+        /// # Ok::<(), robust_mutex::Error>(())
+        /// ```
+        pub fn release(self) -> Result<(), Error> {
+            let this = ManuallyDrop::new(self);
+            // SAFETY: the guard was created by an acquisition on this thread (it is !Send) and
+            // is consumed here without running Drop, so the lock is released exactly once.
+            let released = unsafe { this.mutex.inner.release(&this.acq) };
+            // SAFETY: `this` is never touched again, so moving the handle (a reference or an
+            // owned SharedMutex) out and dropping it drops it exactly once.
+            #[allow(dropping_references)]
+            drop(unsafe { std::ptr::read(&this.mutex) });
+            released
+        }
+
+        /// The mutex this guard holds.
+        ///
+        /// ```
+        /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+        /// let guard = mutex.lock()?;
+        /// assert!(guard.mutex().state().locked);
+        /// # Ok::<(), robust_mutex::Error>(())
+        /// ```
+        pub fn mutex(&self) -> &SharedMutex {
+            &self.mutex
+        }
+    };
+}
+
+impl<'a> MutexGuard<'a> {
+    #[inline]
+    pub(crate) fn new(mutex: &'a SharedMutex, acq: Acquisition) -> MutexGuard<'a> {
+        MutexGuard { mutex, acq, _not_send: PhantomData }
+    }
+
+    guard_methods!();
+}
+
+impl OwnedMutexGuard {
+    pub(crate) fn new(mutex: SharedMutex, acq: Acquisition) -> OwnedMutexGuard {
+        OwnedMutexGuard { mutex, acq, _not_send: PhantomData }
+    }
+
+    guard_methods!();
+}
+
+impl Drop for MutexGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this guard's acquisition happened on this thread (the guard is !Send) and drop
+        // runs once.
+        let _ = unsafe { self.mutex.inner.release(&self.acq) };
+    }
+}
+
+impl Drop for OwnedMutexGuard {
+    fn drop(&mut self) {
+        // SAFETY: as for MutexGuard.
+        let _ = unsafe { self.mutex.inner.release(&self.acq) };
+    }
+}
+
+impl fmt::Debug for MutexGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MutexGuard").field("mutex", self.mutex).field("acquisition", &self.acq).finish()
+    }
+}
+
+impl fmt::Debug for OwnedMutexGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedMutexGuard").field("mutex", &self.mutex).field("acquisition", &self.acq).finish()
+    }
+}

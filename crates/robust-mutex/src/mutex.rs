@@ -1,0 +1,549 @@
+//! `SharedMutex`: the public handle, and the acquire/release logic over the raw mutex.
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use crate::cancel::CancelToken;
+use crate::error::Error;
+use crate::file;
+use crate::guard::{Acquisition, MutexGuard, OwnedMutexGuard};
+use crate::header::{self, Identity, State};
+use crate::mapping::Mapping;
+use crate::options::OpenOptions;
+use crate::raw::{Acquired, RawMutex};
+use crate::registry;
+use crate::selftest;
+use crate::state::{MutexState, OwnerInfo};
+use crate::sys;
+
+/// Longest single futex wait. Every wait is a series of slices so that deadlines, cancellation
+/// and poisoning are noticed within one slice, and so that no lost wake-up (of the C library or
+/// an old kernel) can block a waiter for longer than this.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+
+/// A cross-process mutex whose holder can die without leaving it locked.
+///
+/// The lock is a robust, process-shared, error-checking `pthread_mutex_t` in a one-page file
+/// (or an anonymous memfd). Every process that opens the same file shares the lock; when a holder
+/// dies, the next acquirer gets the lock at once and [`MutexGuard::owner_died`] tells it that the
+/// protected state may be half-updated.
+///
+/// Handles are cheap to clone, and every handle to one file in a process shares one mapping.
+///
+/// ```
+/// use robust_mutex::SharedMutex;
+///
+/// let path = std::env::temp_dir().join(format!("rm-doc-shared-{}", std::process::id()));
+/// let mutex = SharedMutex::open(&path)?;
+/// {
+///     let guard = mutex.lock()?;
+///     if guard.owner_died() {
+///         // repair what the previous holder left half-done, then let the guard drop
+///     }
+///     // critical section
+/// } // unlocked here
+/// # drop(mutex); SharedMutex::destroy(&path)?;
+/// # Ok::<(), robust_mutex::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedMutex {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The per-process state of one mutex file, shared by all handles to it.
+pub(crate) struct Inner {
+    raw: RawMutex,
+    map: ManuallyDrop<Mapping>,
+    fd: OwnedFd,
+    key: (u64, u64),
+    path: Option<PathBuf>,
+}
+
+impl SharedMutex {
+    /// Opens the mutex file at `path`, creating it (mode `0600`) if it does not exist.
+    ///
+    /// Equivalent to `OpenOptions::new().open(path)`; see [`OpenOptions`] for the checks made
+    /// and the errors returned.
+    ///
+    /// ```
+    /// use robust_mutex::SharedMutex;
+    /// let path = std::env::temp_dir().join(format!("rm-doc-open-{}", std::process::id()));
+    /// let a = SharedMutex::open(&path)?;
+    /// let b = SharedMutex::open(&path)?; // same file: same lock
+    /// let _held = a.lock()?;
+    /// assert!(b.state().locked);
+    /// # drop(_held); drop((a, b)); SharedMutex::destroy(&path)?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<SharedMutex, Error> {
+        OpenOptions::new().open(path)
+    }
+
+    /// Creates a nameless mutex in a memfd. Child processes created with `fork()` share it, and
+    /// so does any process given its descriptor ([`AsFd`]) and calling [`SharedMutex::from_fd`].
+    ///
+    /// ```
+    /// use robust_mutex::SharedMutex;
+    /// let mutex = SharedMutex::anonymous()?;
+    /// assert!(mutex.path().is_none());
+    /// drop(mutex.lock()?);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn anonymous() -> Result<SharedMutex, Error> {
+        selftest::ensure_robust()?;
+        let fd = file::create_anonymous(&identity())?;
+        SharedMutex::adopt_mapped(fd, None)
+    }
+
+    /// Opens the mutex behind a descriptor inherited from another process (an anonymous mutex's
+    /// memfd, or an open mutex file). The descriptor is validated like a file; it is owned (and
+    /// closed) by the returned handle.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use robust_mutex::SharedMutex;
+    /// let original = SharedMutex::anonymous()?;
+    /// let fd = original.as_fd().try_clone_to_owned().unwrap(); // as a child would receive it
+    /// let reopened = SharedMutex::from_fd(fd)?;
+    /// let _held = original.lock()?;
+    /// assert!(reopened.state().locked);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<SharedMutex, Error> {
+        OpenOptions::new().from_fd(fd)
+    }
+
+    pub(crate) fn open_with(path: &Path, options: &OpenOptions) -> Result<SharedMutex, Error> {
+        selftest::ensure_robust()?;
+        let fd = file::open_path(path, &options.policy, &identity())?;
+        SharedMutex::adopt_mapped(fd, Some(path.to_path_buf()))
+    }
+
+    pub(crate) fn from_fd_with(fd: OwnedFd, options: &OpenOptions) -> Result<SharedMutex, Error> {
+        selftest::ensure_robust()?;
+        if !file::adopt(fd.as_fd(), &options.policy, &identity(), false)? {
+            return Err(Error::Stale { path: None });
+        }
+        SharedMutex::adopt_mapped(fd, None)
+    }
+
+    /// Registers (or finds) the process-wide mapping of a validated descriptor.
+    fn adopt_mapped(fd: OwnedFd, path: Option<PathBuf>) -> Result<SharedMutex, Error> {
+        let st = sys::fstat(&fd)?;
+        let key = (st.st_dev as u64, st.st_ino as u64);
+        let inner = registry::get_or_insert(key, || {
+            let map = Mapping::new(&fd)?;
+            let raw = map.raw_mutex();
+            Ok(Inner { raw, map: ManuallyDrop::new(map), fd, key, path: path.clone() })
+        })
+        .map_err(|e| e.at(path.as_deref()))?;
+        Ok(SharedMutex { inner })
+    }
+
+    /// Blocks until the lock is acquired.
+    ///
+    /// Waits in slices of at most 100 ms, so a poisoned or replaced mutex is noticed even while
+    /// waiting. Errors: [`Error::Deadlock`] if this thread already holds it,
+    /// [`Error::NotRecoverable`] if it is poisoned, [`Error::Stale`] if its file was replaced.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.lock()?;
+    /// assert!(!guard.owner_died());
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn lock(&self) -> Result<MutexGuard<'_>, Error> {
+        self.inner.acquire(None, None).map(|acq| MutexGuard::new(self, acq))
+    }
+
+    /// Acquires the lock if nobody holds it; `Ok(None)` if someone else does.
+    ///
+    /// Like every acquire, it can return a guard whose holder died: then the lock *is* yours.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let first = mutex.try_lock()?.expect("free");
+    /// let other = std::thread::scope(|s| s.spawn(|| mutex.try_lock().map(|g| g.is_some())).join().unwrap())?;
+    /// assert!(!other, "held by the first guard");
+    /// # drop(first);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
+        Ok(self.inner.try_acquire()?.map(|acq| MutexGuard::new(self, acq)))
+    }
+
+    /// Waits at most `timeout`, then fails with [`Error::Timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.lock_timeout(Duration::from_secs(5))?;
+    /// # drop(guard);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.inner.acquire(deadline, None).map(|acq| MutexGuard::new(self, acq))
+    }
+
+    /// Waits until `deadline` (then [`Error::Timeout`]) or until `cancel` is cancelled (then
+    /// [`Error::Cancelled`], noticed within one 100 ms slice).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use robust_mutex::CancelToken;
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let cancel = CancelToken::new();
+    /// let guard = mutex.lock_until(Instant::now() + Duration::from_secs(1), &cancel)?;
+    /// # drop(guard);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn lock_until(&self, deadline: Instant, cancel: &CancelToken) -> Result<MutexGuard<'_>, Error> {
+        self.inner.acquire(Some(deadline), Some(cancel)).map(|acq| MutexGuard::new(self, acq))
+    }
+
+    /// [`try_lock`](Self::try_lock) returning a guard that owns a handle instead of borrowing
+    /// one, for code (such as language bindings) that must store the guard.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.try_lock_owned()?.expect("free");
+    /// drop(mutex);
+    /// guard.release()?; // the guard kept the mapping alive
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn try_lock_owned(&self) -> Result<Option<OwnedMutexGuard>, Error> {
+        Ok(self.inner.try_acquire()?.map(|acq| OwnedMutexGuard::new(self.clone(), acq)))
+    }
+
+    /// [`lock_until`](Self::lock_until) returning an [`OwnedMutexGuard`]; `deadline: None`
+    /// waits without a time limit.
+    ///
+    /// ```
+    /// use robust_mutex::CancelToken;
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.lock_until_owned(None, &CancelToken::new())?;
+    /// # drop(guard);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn lock_until_owned(
+        &self,
+        deadline: Option<Instant>,
+        cancel: &CancelToken,
+    ) -> Result<OwnedMutexGuard, Error> {
+        self.inner.acquire(deadline, Some(cancel)).map(|acq| OwnedMutexGuard::new(self.clone(), acq))
+    }
+
+    /// A snapshot of the lock and its diagnostics. Cheap (no syscall) and never blocks.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.lock()?;
+    /// let state = mutex.state();
+    /// assert!(state.locked);
+    /// assert_eq!(state.owner.unwrap().pid, std::process::id() as i32);
+    /// # drop(guard);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn state(&self) -> MutexState {
+        self.inner.state()
+    }
+
+    /// True when this handle's file was deleted or replaced at its path: other processes that
+    /// open the path now get another lock. Anonymous mutexes are never stale.
+    ///
+    /// ```
+    /// use robust_mutex::SharedMutex;
+    /// let path = std::env::temp_dir().join(format!("rm-doc-stale-{}", std::process::id()));
+    /// let mutex = SharedMutex::open(&path)?;
+    /// assert!(!mutex.is_stale());
+    /// std::fs::remove_file(&path).unwrap();
+    /// assert!(mutex.is_stale());
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn is_stale(&self) -> bool {
+        self.inner.is_stale()
+    }
+
+    /// The path this handle was opened from; `None` for anonymous and inherited mutexes.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// assert_eq!(mutex.path(), None);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Closes this handle. Other handles to the same file keep working; the mapping goes away
+    /// with the last one. Fails with [`Error::Busy`] (and keeps the mapping, so the kernel can
+    /// still report an abandoned lock) if this is the last handle and a thread of this process
+    /// still holds the lock through a leaked guard.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// mutex.close()?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn close(self) -> Result<(), Error> {
+        let last = Arc::strong_count(&self.inner) == 1;
+        let held_here = self.inner.held_by_this_process();
+        drop(self);
+        if last && held_here {
+            Err(Error::Busy { path: None })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsFd for SharedMutex {
+    /// The descriptor of the mutex file or memfd, to pass to child processes.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for SharedMutex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMutex")
+            .field("path", &self.inner.path)
+            .field("dev_ino", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This process's identity as recorded in files it creates.
+pub(crate) fn identity() -> Identity {
+    Identity { abi: header::AbiTag::current(), boot_id: sys::boot_id(), pid_namespace: sys::pid_namespace() }
+}
+
+impl Inner {
+    #[inline]
+    fn header(&self) -> &header::Shared {
+        self.map.header()
+    }
+
+    /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
+        match self.raw.try_lock() {
+            Ok(Some(how)) => self.admit(how, false).map(Some),
+            // musl answers EBUSY (glibc EDEADLK) when the caller itself holds the lock.
+            Ok(None) if self.held_by_this_thread() => Err(Error::Deadlock),
+            Ok(None) => Ok(None),
+            Err(errno) => Err(self.lock_error(errno)),
+        }
+    }
+
+    /// Blocks in slices until acquired, `deadline` passes or `cancel` fires.
+    pub(crate) fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Acquisition, Error> {
+        match self.try_acquire()? {
+            Some(acq) => Ok(acq),
+            None => self.wait(deadline, cancel),
+        }
+    }
+
+    #[cold]
+    fn wait(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+        loop {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Err(Error::Cancelled);
+            }
+            match self.header().state() {
+                Some(State::Poisoned) => return Err(Error::NotRecoverable),
+                Some(State::Tombstone) => return Err(Error::Stale { path: self.path.clone() }),
+                _ => {}
+            }
+            if self.is_stale() {
+                return Err(Error::Stale { path: self.path.clone() });
+            }
+            let slice = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(SLICE),
+                    _ => return Err(Error::Timeout),
+                },
+                None => SLICE,
+            };
+            match self.raw.lock_slice(slice) {
+                Ok(Some(how)) => return self.admit(how, true),
+                Ok(None) => continue,
+                Err(errno) => return Err(self.lock_error(errno)),
+            }
+        }
+    }
+
+    /// Runs right after the pthread lock became ours: refuses a poisoned or retired mutex and
+    /// records who holds it.
+    #[inline]
+    fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
+        let header = self.header();
+        let mut acq = Acquisition::new(how == Acquired::OwnerDied);
+        if header.state.load(Ordering::Acquire) != State::Ready as u32 {
+            self.admit_unusual(&mut acq)?;
+        }
+        header.owner_pid.store(sys::pid(), Ordering::Relaxed);
+        header.owner_tid.store(sys::tid(), Ordering::Relaxed);
+        header.owner_since_ns.store(sys::realtime_coarse_ns(), Ordering::Relaxed);
+        header::Shared::bump(&header.acquisitions);
+        if contended {
+            header::Shared::bump(&header.contended);
+        }
+        if acq.owner_died {
+            header::Shared::bump(&header.owner_deaths);
+            header.last_owner_death_ns.store(sys::realtime_ns(), Ordering::Relaxed);
+        }
+        Ok(acq)
+    }
+
+    /// The lock is ours but the header is not plainly READY.
+    #[cold]
+    fn admit_unusual(&self, acq: &mut Acquisition) -> Result<(), Error> {
+        let header = self.header();
+        let refuse = |err: Error| {
+            // SAFETY: the lock was acquired by this thread just now.
+            let _ = unsafe { self.raw.unlock(acq.inconsistent) };
+            Err(err)
+        };
+        match header.state() {
+            Some(State::Abandoned) => {
+                // Re-initialised after a reboot while held: report the lost holder once.
+                acq.owner_died = true;
+                header.state.store(State::Ready as u32, Ordering::Release);
+                Ok(())
+            }
+            Some(State::Poisoned) => refuse(Error::NotRecoverable),
+            Some(State::Tombstone) => refuse(Error::Stale { path: self.path.clone() }),
+            Some(State::Ready) => Ok(()),
+            None => refuse(Error::BadMutex { path: self.path.clone(), reason: "the header state was overwritten".into() }),
+        }
+    }
+
+    /// Gives the lock back: clears the owner diagnostics, records poisoning, marks the pthread
+    /// mutex consistent after an owner death, unlocks.
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock through `acq`.
+    #[inline]
+    pub(crate) unsafe fn release(&self, acq: &Acquisition) -> Result<(), Error> {
+        let header = self.header();
+        header.owner_pid.store(0, Ordering::Relaxed);
+        header.owner_tid.store(0, Ordering::Relaxed);
+        if acq.poison {
+            header.state.store(State::Poisoned as u32, Ordering::Release);
+        }
+        // SAFETY: the caller holds the lock; `inconsistent` is true exactly when it was acquired
+        // with EOWNERDEAD, the only case in which pthread_mutex_consistent is valid.
+        unsafe { self.raw.unlock(acq.inconsistent) }.map_err(|errno| match errno {
+            Errno::EPERM => Error::NotOwner,
+            errno => Error::os("pthread_mutex_unlock", self.path.as_deref(), errno),
+        })
+    }
+
+    fn lock_error(&self, errno: Errno) -> Error {
+        match errno {
+            Errno::EDEADLK => Error::Deadlock,
+            // Only a program outside this library can put the pthread mutex itself in this state
+            // (it unlocked after EOWNERDEAD without marking it consistent).
+            Errno::ENOTRECOVERABLE => Error::NotRecoverable,
+            errno => Error::os("pthread_mutex_lock", self.path.as_deref(), errno),
+        }
+    }
+
+    fn held_by_this_thread(&self) -> bool {
+        let header = self.header();
+        header.owner_tid.load(Ordering::Relaxed) == sys::tid()
+            && header.owner_pid.load(Ordering::Relaxed) == sys::pid()
+            && self.raw.lock_word().0 == sys::tid()
+    }
+
+    pub(crate) fn held_by_this_process(&self) -> bool {
+        let (holder, _) = self.raw.lock_word();
+        holder != 0 && self.header().owner_pid.load(Ordering::Relaxed) == sys::pid()
+    }
+
+    pub(crate) fn is_stale(&self) -> bool {
+        let Some(path) = &self.path else { return false };
+        let Ok(st) = sys::fstat(&self.fd) else { return true };
+        if st.st_nlink == 0 {
+            return true;
+        }
+        match nix::sys::stat::stat(path) {
+            Ok(now) => (now.st_dev as u64, now.st_ino as u64) != self.key,
+            Err(_) => true,
+        }
+    }
+
+    fn state(&self) -> MutexState {
+        let header = self.header();
+        let (holder_tid, abandoned) = self.raw.lock_word();
+        let pid = header.owner_pid.load(Ordering::Relaxed);
+        let owner = (pid != 0).then(|| OwnerInfo {
+            pid,
+            tid: header.owner_tid.load(Ordering::Relaxed),
+            since: std::time::UNIX_EPOCH
+                + Duration::from_nanos(header.owner_since_ns.load(Ordering::Relaxed)),
+        });
+        let raw_state = header.state();
+        MutexState {
+            locked: holder_tid != 0,
+            holder_tid: (holder_tid != 0).then_some(holder_tid),
+            abandoned: abandoned || raw_state == Some(State::Abandoned),
+            owner,
+            poisoned: raw_state == Some(State::Poisoned),
+            generation: header.generation.load(Ordering::Relaxed),
+            acquisitions: header.acquisitions.load(Ordering::Relaxed),
+            contended: header.contended.load(Ordering::Relaxed),
+            owner_deaths: header.owner_deaths.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Acquires ignoring POISONED (for `reset`), then runs `f` under the lock.
+    pub(crate) fn with_admin_lock<T>(&self, f: impl FnOnce(&header::Shared) -> T) -> Result<T, Error> {
+        let how = match self.raw.try_lock() {
+            Ok(Some(how)) => how,
+            Ok(None) => loop {
+                if self.is_stale() {
+                    return Err(Error::Stale { path: self.path.clone() });
+                }
+                match self.raw.lock_slice(SLICE) {
+                    Ok(Some(how)) => break how,
+                    Ok(None) => continue,
+                    Err(errno) => return Err(self.lock_error(errno)),
+                }
+            },
+            Err(errno) => return Err(self.lock_error(errno)),
+        };
+        let result = f(self.header());
+        // SAFETY: acquired just above on this thread.
+        unsafe { self.raw.unlock(how == Acquired::OwnerDied) }
+            .map_err(|e| Error::os("pthread_mutex_unlock", self.path.as_deref(), e))?;
+        Ok(result)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        registry::remove(self.key, self);
+        // A leaked guard may still hold it: then keep the page, so that the kernel can mark the
+        // lock abandoned when that thread exits.
+        let keep_mapped = self.held_by_this_process();
+        // SAFETY: `map` is never used again: this is the end of `Inner`.
+        let map = unsafe { ManuallyDrop::take(&mut self.map) };
+        if keep_mapped {
+            map.leak();
+        }
+    }
+}

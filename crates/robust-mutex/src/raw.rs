@@ -1,0 +1,165 @@
+//! The pthread layer: one robust, process-shared, error-checking `pthread_mutex_t` in shared
+//! memory, and the few calls made on it. No policy lives here; `mutex.rs` decides what the
+//! results mean.
+//!
+//! pthread functions return their error number instead of setting `errno`.
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use crate::sys;
+
+/// How a lock call that succeeded got the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// The previous holder released it.
+    Clean,
+    /// The previous holder died holding it (`EOWNERDEAD`): we own it, the mutex is inconsistent
+    /// until `pthread_mutex_consistent`.
+    OwnerDied,
+}
+
+/// Kernel robust-futex bits of the lock word.
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+
+/// Offset of the futex word inside `pthread_mutex_t`: glibc's `__lock` is the first int, musl's
+/// `_m_lock` the second.
+const LOCK_WORD_OFFSET: usize = if cfg!(target_env = "musl") { 4 } else { 0 };
+
+/// A robust mutex living in memory this process does not own alone.
+pub(crate) struct RawMutex {
+    ptr: *mut libc::pthread_mutex_t,
+}
+
+// SAFETY: a process-shared pthread mutex is designed to be used from any thread of any process;
+// the pointer stays valid as long as the owning `Inner` keeps the mapping alive.
+unsafe impl Send for RawMutex {}
+// SAFETY: as above; every operation goes through the thread-safe pthread functions or atomics.
+unsafe impl Sync for RawMutex {}
+
+type ClockLockFn =
+    unsafe extern "C" fn(*mut libc::pthread_mutex_t, libc::clockid_t, *const libc::timespec) -> c_int;
+
+/// `pthread_mutex_clocklock` when the C library has it (glibc >= 2.30), looked up at run time so
+/// that the binary keeps loading on older glibc and on musl.
+fn clocklock() -> Option<ClockLockFn> {
+    static FOUND: OnceLock<Option<ClockLockFn>> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"pthread_mutex_clocklock".as_ptr()) };
+        if sym.is_null() {
+            None
+        } else {
+            // SAFETY: the symbol is glibc's pthread_mutex_clocklock, whose C signature is exactly
+            // `int (pthread_mutex_t *, clockid_t, const struct timespec *)`.
+            Some(unsafe { std::mem::transmute::<*mut libc::c_void, ClockLockFn>(sym) })
+        }
+    })
+}
+
+impl RawMutex {
+    /// # Safety
+    /// `ptr` must point to a `pthread_mutex_t`-sized, suitably aligned region of a shared mapping
+    /// that outlives the returned value.
+    pub(crate) unsafe fn from_ptr(ptr: *mut libc::pthread_mutex_t) -> RawMutex {
+        RawMutex { ptr }
+    }
+
+    /// Initialises the mutex in place: robust, process-shared, error-checking.
+    ///
+    /// # Safety
+    /// Nobody may be using the mutex (it is in a private file, or every user is excluded).
+    pub(crate) unsafe fn init(&self) -> Result<(), Errno> {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        // SAFETY: pthread_mutexattr_init initialises the attribute object it is given.
+        check(unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) })?;
+        let attr_ptr = attr.as_mut_ptr();
+        // SAFETY: attr was initialised above; the setters only write to it.
+        let configured = unsafe {
+            check(libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED))
+                .and_then(|_| check(libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST)))
+                .and_then(|_| check(libc::pthread_mutexattr_settype(attr_ptr, libc::PTHREAD_MUTEX_ERRORCHECK)))
+                // SAFETY (inner): the caller guarantees nobody else uses the mutex memory.
+                .and_then(|_| check(libc::pthread_mutex_init(self.ptr, attr_ptr)))
+        };
+        // SAFETY: attr is initialised; destroying it does not affect the mutex.
+        unsafe { libc::pthread_mutexattr_destroy(attr_ptr) };
+        configured
+    }
+
+    /// One non-blocking attempt. `Ok(None)` means someone else holds it.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Result<Option<Acquired>, Errno> {
+        // SAFETY: self.ptr is a live, initialised process-shared mutex (from_ptr's contract).
+        acquired(unsafe { libc::pthread_mutex_trylock(self.ptr) })
+    }
+
+    /// Waits at most `slice`. `Ok(None)` means the slice ran out.
+    #[cold]
+    pub(crate) fn lock_slice(&self, slice: Duration) -> Result<Option<Acquired>, Errno> {
+        let rc = match clocklock() {
+            Some(clocklock) => {
+                let until = sys::timespec_after(sys::now(libc::CLOCK_MONOTONIC), slice);
+                // SAFETY: live mutex as above; `until` is a normalised timespec on the stack.
+                unsafe { clocklock(self.ptr, libc::CLOCK_MONOTONIC, &until) }
+            }
+            None => {
+                // musl and old glibc only have the CLOCK_REALTIME form; a wall-clock jump can
+                // stretch or shrink one slice, never the caller's deadline (kept on MONOTONIC).
+                let until = sys::timespec_after(sys::now(libc::CLOCK_REALTIME), slice);
+                // SAFETY: as above.
+                unsafe { libc::pthread_mutex_timedlock(self.ptr, &until) }
+            }
+        };
+        match rc {
+            libc::ETIMEDOUT => Ok(None),
+            rc => acquired(rc),
+        }
+    }
+
+    /// Releases the lock, first marking it consistent when it was acquired with owner death.
+    ///
+    /// # Safety
+    /// The calling thread must hold the lock.
+    pub(crate) unsafe fn unlock(&self, make_consistent: bool) -> Result<(), Errno> {
+        if make_consistent {
+            // SAFETY: we hold the lock (caller's contract) and it is inconsistent.
+            check(unsafe { libc::pthread_mutex_consistent(self.ptr) })?;
+        }
+        // SAFETY: we hold the lock (caller's contract).
+        check(unsafe { libc::pthread_mutex_unlock(self.ptr) })
+    }
+
+    /// A snapshot of the kernel-visible lock word: (holder tid or 0, owner-died bit).
+    pub(crate) fn lock_word(&self) -> (i32, bool) {
+        // SAFETY: the futex word is an aligned 32-bit int inside the live mutex; the kernel and
+        // the C library update it atomically, so an atomic load observes a valid value.
+        let word = unsafe { &*(self.ptr.cast::<u8>().add(LOCK_WORD_OFFSET).cast::<AtomicU32>()) };
+        let value = word.load(Ordering::Relaxed);
+        ((value & FUTEX_TID_MASK) as i32, value & FUTEX_OWNER_DIED != 0)
+    }
+}
+
+#[inline]
+fn acquired(rc: c_int) -> Result<Option<Acquired>, Errno> {
+    match rc {
+        0 => Ok(Some(Acquired::Clean)),
+        libc::EOWNERDEAD => Ok(Some(Acquired::OwnerDied)),
+        libc::EBUSY => Ok(None),
+        rc => Err(Errno::from_raw(rc)),
+    }
+}
+
+#[inline]
+fn check(rc: c_int) -> Result<(), Errno> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw(rc))
+    }
+}

@@ -1,0 +1,238 @@
+//! Linux facts the protocol needs: boot id, PID namespace, cached pid/tid, clocks, filesystem
+//! type, advisory `flock`.
+
+use std::cell::Cell;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
+
+use nix::errno::Errno;
+
+use crate::error::Error;
+
+/// The boot id of the running kernel as 16 bytes, or zeros when `/proc` is not readable.
+pub(crate) fn boot_id() -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+        return out;
+    };
+    let hex: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    if hex.len() != 32 {
+        return out;
+    }
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+        out[i] = digit(pair[0]) << 4 | digit(pair[1]);
+    }
+    out
+}
+
+/// The PID namespace of this process as (st_dev, st_ino) of `/proc/self/ns/pid`, or (0, 0).
+pub(crate) fn pid_namespace() -> (u64, u64) {
+    match nix::sys::stat::stat("/proc/self/ns/pid") {
+        Ok(st) => (st.st_dev as u64, st.st_ino as u64),
+        Err(_) => (0, 0),
+    }
+}
+
+// glibc no longer caches getpid() and gettid() is always a syscall; the lock fast path records
+// both, so they are cached here and refreshed in the child after fork().
+static PID: AtomicI32 = AtomicI32::new(0);
+thread_local! {
+    static TID: Cell<i32> = const { Cell::new(0) };
+}
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_ids_in_child() {
+    PID.store(0, Ordering::Relaxed);
+    // The forking thread is the child's only thread and runs this handler.
+    TID.with(|t| t.set(0));
+}
+
+fn register_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a plain extern "C" function with no captured state; it only stores
+        // to an atomic and a thread-local, which is async-signal-safe enough for the child side
+        // of fork (no allocation, no locks).
+        unsafe { libc::pthread_atfork(None, None, Some(forget_ids_in_child)) };
+    });
+}
+
+/// This process's id, without a syscall after the first call.
+#[inline]
+pub(crate) fn pid() -> i32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    register_atfork();
+    let pid = nix::unistd::getpid().as_raw();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// The calling thread's kernel thread id (the value a robust lock word holds), cached.
+#[inline]
+pub(crate) fn tid() -> i32 {
+    TID.with(|t| {
+        let cached = t.get();
+        if cached != 0 {
+            return cached;
+        }
+        register_atfork();
+        let tid = nix::unistd::gettid().as_raw();
+        t.set(tid);
+        tid
+    })
+}
+
+/// Wall-clock time in nanoseconds since the epoch from the coarse clock (a few ns through the
+/// vDSO, resolution of a scheduler tick): precise enough for "held since" diagnostics.
+#[inline]
+pub(crate) fn realtime_coarse_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME_COARSE)
+}
+
+/// Wall-clock time in nanoseconds since the epoch, precise.
+pub(crate) fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let ts = now(clock);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `clock_gettime` of a clock that always exists on Linux.
+pub(crate) fn now(clock: libc::clockid_t) -> libc::timespec {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the clocks used here always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts
+}
+
+/// Adds a duration to a timespec, keeping `tv_nsec` normalised (an unnormalised value makes
+/// the timed lock calls fail with EINVAL, but only when they would block).
+pub(crate) fn timespec_after(base: libc::timespec, delta: std::time::Duration) -> libc::timespec {
+    let mut sec = base.tv_sec.saturating_add(delta.as_secs() as libc::time_t);
+    let mut nsec = base.tv_nsec + delta.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+}
+
+/// Filesystems on which a robust futex cannot work (another kernel may hold the other side) or
+/// on which shared writable mappings are unreliable.
+const REFUSED_FILESYSTEMS: &[(i64, &str)] = &[
+    (0x6969, "NFS"),
+    (0x517B, "SMB"),
+    (0xFE53_4D42, "SMB2"),
+    (0xFF53_4D42, "CIFS"),
+    (0x6573_5546, "FUSE"),
+    (0x0102_1997, "9P"),
+    (0x00C3_6400, "Ceph"),
+    (0x5346_414F, "AFS"),
+    (0x6B41_4653, "kAFS"),
+    (0x7375_7245, "Coda"),
+    (0x564C, "NCP"),
+    (0x7461_636F, "OCFS2"),
+    (0x0116_1970, "GFS2"),
+    (0x0BD0_0BD0, "Lustre"),
+    (0x4750_4653, "GPFS"),
+];
+
+/// Refuses a file whose filesystem cannot host a cross-process robust futex.
+pub(crate) fn check_filesystem(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let fs = nix::sys::statfs::fstatfs(fd).map_err(|e| Error::os("fstatfs", None, e))?;
+    let magic = fs.filesystem_type().0 as i64;
+    match REFUSED_FILESYSTEMS.iter().find(|(m, _)| *m == magic) {
+        Some((_, name)) => Err(Error::unsupported(format!(
+            "the file is on {name} (filesystem magic {magic:#x}); robust futexes only work within \
+             one kernel on a local filesystem (see OpenOptions::allow_network_filesystem)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Advisory whole-file locks: `LOCK_SH` marks a live user, `LOCK_EX` excludes all users.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FileLock {
+    Shared,
+    Exclusive,
+    Unlock,
+}
+
+/// `flock(2)`. With `blocking == false`, a conflict returns `Ok(false)`.
+///
+/// Note: converting a held lock (shared to exclusive) is not atomic on Linux: the old lock is
+/// dropped first, and a failed non-blocking conversion leaves no lock at all.
+pub(crate) fn flock(fd: BorrowedFd<'_>, kind: FileLock, blocking: bool) -> Result<bool, Error> {
+    let mut op = match kind {
+        FileLock::Shared => libc::LOCK_SH,
+        FileLock::Exclusive => libc::LOCK_EX,
+        FileLock::Unlock => libc::LOCK_UN,
+    };
+    if !blocking {
+        op |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock only takes an fd and flags; the fd is borrowed, hence open.
+        let rc = unsafe { libc::flock(fd.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::EWOULDBLOCK if !blocking => return Ok(false),
+            e => return Err(Error::os("flock", None, e)),
+        }
+    }
+}
+
+/// (st_dev, st_ino, st_nlink, st_size, mode, uid) of an open file.
+pub(crate) fn fstat(fd: impl AsFd) -> Result<libc::stat, Error> {
+    nix::sys::stat::fstat(fd.as_fd()).map_err(|e| Error::os("fstat", None, e))
+}
+
+/// An open-file-description byte-range write lock, released on drop. Serialises the rare
+/// re-initialisation of a file; independent of the `flock` live-user marker.
+pub(crate) struct RepairLock<'fd> {
+    fd: BorrowedFd<'fd>,
+    offset: libc::off_t,
+}
+
+impl<'fd> RepairLock<'fd> {
+    /// Blocks until this open file description holds the byte at `offset` exclusively.
+    pub(crate) fn acquire(fd: BorrowedFd<'fd>, offset: libc::off_t) -> Result<Self, Error> {
+        ofd_lock(fd, offset, libc::F_WRLCK as libc::c_short)?;
+        Ok(RepairLock { fd, offset })
+    }
+}
+
+impl Drop for RepairLock<'_> {
+    fn drop(&mut self) {
+        let _ = ofd_lock(self.fd, self.offset, libc::F_UNLCK as libc::c_short);
+    }
+}
+
+fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Result<(), Error> {
+    // SAFETY: an all-zero flock struct is a valid value (pid must be 0 for OFD locks).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = offset;
+    lock.l_len = 1;
+    loop {
+        // SAFETY: F_OFD_SETLKW takes a pointer to a valid flock struct, which `lock` is.
+        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &lock) };
+        if rc == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(Error::os("fcntl(F_OFD_SETLKW)", None, e)),
+        }
+    }
+}
