@@ -164,6 +164,7 @@ impl Drop for MutexGuard<'_> {
 }
 
 impl Drop for OwnedMutexGuard {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: as for MutexGuard.
         let _ = unsafe { self.mutex.inner.release(&self.acq) };

@@ -84,4 +84,10 @@ pub mod __private {
     pub const SLICE: std::time::Duration = crate::mutex::SLICE;
     /// Offset of the pthread mutex in the file (for interoperability tests in C).
     pub const MUTEX_OFFSET: usize = crate::header::MUTEX_OFFSET;
+
+    /// The pthread mutex inside a handle's mapping, for the benchmark's raw baseline. Valid as
+    /// long as the handle lives.
+    pub fn raw_mutex_ptr(mutex: &crate::SharedMutex) -> *mut libc::pthread_mutex_t {
+        mutex.inner.raw_ptr()
+    }
 }

@@ -159,6 +159,7 @@ impl SharedMutex {
     /// assert!(!guard.owner_died());
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
+    #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_>, Error> {
         self.inner.acquire(None, None).map(|acq| MutexGuard::new(self, acq))
     }
@@ -175,6 +176,7 @@ impl SharedMutex {
     /// # drop(first);
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
+    #[inline]
     pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
         Ok(self.inner.try_acquire()?.map(|acq| MutexGuard::new(self, acq)))
     }
@@ -333,7 +335,7 @@ impl Inner {
     }
 
     /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
         match self.raw.try_lock() {
             Ok(Some(how)) => self.admit(how, false).map(Some),
@@ -345,6 +347,7 @@ impl Inner {
     }
 
     /// Blocks in slices until acquired, `deadline` passes or `cancel` fires.
+    #[inline]
     pub(crate) fn acquire(
         &self,
         deadline: Option<Instant>,
@@ -358,6 +361,7 @@ impl Inner {
 
     #[cold]
     fn wait(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+        self.stamp_holding_time();
         loop {
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 return Err(Error::Cancelled);
@@ -379,7 +383,7 @@ impl Inner {
             };
             match self.raw.lock_slice(slice) {
                 Ok(Some(how)) => return self.admit(how, true),
-                Ok(None) => continue,
+                Ok(None) => self.stamp_holding_time(),
                 Err(errno) => return Err(self.lock_error(errno)),
             }
         }
@@ -387,7 +391,7 @@ impl Inner {
 
     /// Runs right after the pthread lock became ours: refuses a poisoned or retired mutex and
     /// records who holds it.
-    #[inline]
+    #[inline(always)]
     fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
         let header = self.header();
         let mut acq = Acquisition::new(how == Acquired::OwnerDied);
@@ -396,16 +400,21 @@ impl Inner {
         }
         header.owner_pid.store(sys::pid(), Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
-        header.owner_since_ns.store(sys::realtime_coarse_ns(), Ordering::Relaxed);
         header::Shared::bump(&header.acquisitions);
         if contended {
             header::Shared::bump(&header.contended);
         }
         if acq.owner_died {
-            header::Shared::bump(&header.owner_deaths);
-            header.last_owner_death_ns.store(sys::realtime_ns(), Ordering::Relaxed);
+            self.count_owner_death();
         }
         Ok(acq)
+    }
+
+    #[cold]
+    fn count_owner_death(&self) {
+        let header = self.header();
+        header::Shared::bump(&header.owner_deaths);
+        header.last_owner_death_ns.store(sys::realtime_ns(), Ordering::Relaxed);
     }
 
     /// The lock is ours but the header is not plainly READY.
@@ -436,22 +445,33 @@ impl Inner {
     ///
     /// # Safety
     /// The calling thread must hold the lock through `acq`.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn release(&self, acq: &Acquisition) -> Result<(), Error> {
         let header = self.header();
         header.owner_pid.store(0, Ordering::Relaxed);
         header.owner_tid.store(0, Ordering::Relaxed);
+        header.owner_since_ns.store(0, Ordering::Relaxed);
         if acq.poison {
             header.state.store(State::Poisoned as u32, Ordering::Release);
         }
         // SAFETY: the caller holds the lock; `inconsistent` is true exactly when it was acquired
         // with EOWNERDEAD, the only case in which pthread_mutex_consistent is valid.
-        unsafe { self.raw.unlock(acq.inconsistent) }.map_err(|errno| match errno {
-            Errno::EPERM => Error::NotOwner,
-            errno => Error::os("pthread_mutex_unlock", self.path.as_deref(), errno),
-        })
+        unsafe { self.raw.unlock(acq.inconsistent) }.map_err(|errno| self.unlock_error(errno))
     }
 
+    #[cold]
+    fn unlock_error(&self, errno: Errno) -> Error {
+        match errno {
+            Errno::EPERM => Error::NotOwner,
+            errno => Error::os("pthread_mutex_unlock", self.path.as_deref(), errno),
+        }
+    }
+
+    pub(crate) fn raw_ptr(&self) -> *mut libc::pthread_mutex_t {
+        self.raw.as_ptr()
+    }
+
+    #[cold]
     fn lock_error(&self, errno: Errno) -> Error {
         match errno {
             Errno::EDEADLK => Error::Deadlock,
@@ -462,6 +482,7 @@ impl Inner {
         }
     }
 
+    #[cold]
     fn held_by_this_thread(&self) -> bool {
         let header = self.header();
         header.owner_tid.load(Ordering::Relaxed) == sys::tid()
@@ -486,7 +507,23 @@ impl Inner {
         }
     }
 
+    /// The fast path does not read the clock (that would cost as much as a third of a
+    /// lock/unlock pair). Whoever first sees the lock held, a waiter or `state()`, stamps the
+    /// time instead, so `since` is a lower bound of the holding time, accurate to one slice for
+    /// a holder that keeps others waiting.
+    fn stamp_holding_time(&self) {
+        if self.raw.lock_word().0 != 0 {
+            let _ = self.header().owner_since_ns.compare_exchange(
+                0,
+                sys::realtime_coarse_ns(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     fn state(&self) -> MutexState {
+        self.stamp_holding_time();
         let header = self.header();
         let (holder_tid, abandoned) = self.raw.lock_word();
         let pid = header.owner_pid.load(Ordering::Relaxed);

@@ -126,13 +126,26 @@ impl RawMutex {
     ///
     /// # Safety
     /// The calling thread must hold the lock.
+    #[inline]
     pub(crate) unsafe fn unlock(&self, make_consistent: bool) -> Result<(), Errno> {
         if make_consistent {
             // SAFETY: we hold the lock (caller's contract) and it is inconsistent.
-            check(unsafe { libc::pthread_mutex_consistent(self.ptr) })?;
+            unsafe { self.make_consistent() }?;
         }
         // SAFETY: we hold the lock (caller's contract).
         check(unsafe { libc::pthread_mutex_unlock(self.ptr) })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut libc::pthread_mutex_t {
+        self.ptr
+    }
+
+    /// # Safety
+    /// The calling thread must hold the lock, acquired with EOWNERDEAD.
+    #[cold]
+    unsafe fn make_consistent(&self) -> Result<(), Errno> {
+        // SAFETY: the caller's contract is pthread_mutex_consistent's precondition.
+        check(unsafe { libc::pthread_mutex_consistent(self.ptr) })
     }
 
     /// A snapshot of the kernel-visible lock word: (holder tid or 0, owner-died bit).

@@ -55,6 +55,7 @@ pub struct OwnerInfo {
     pub pid: i32,
     /// Kernel thread id of the holding thread.
     pub tid: i32,
-    /// When it acquired the lock (to a scheduler tick: the coarse clock keeps locking fast).
+    /// Held at least since then: the uncontended fast path does not read the clock, so the
+    /// first process to see the lock held (a waiter, or a `state()` call) records the time.
     pub since: SystemTime,
 }
