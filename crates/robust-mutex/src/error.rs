@@ -149,15 +149,18 @@ impl Error {
         }
     }
 
+    #[cfg_attr(not(supported), allow(dead_code))]
     pub(crate) fn os(op: &'static str, path: Option<&std::path::Path>, errno: Errno) -> Error {
         Error::Os { op, path: path.map(PathBuf::from), errno }
     }
 
+    #[cfg_attr(not(supported), allow(dead_code))]
     pub(crate) fn unsupported(reason: impl Into<String>) -> Error {
         Error::Unsupported { reason: reason.into() }
     }
 
     /// Fills in the path of errors raised below the layer that knows it.
+    #[cfg_attr(not(supported), allow(dead_code))]
     pub(crate) fn at(mut self, file: Option<&std::path::Path>) -> Error {
         let slot = match &mut self {
             Error::BadMutex { path, .. }

@@ -38,47 +38,48 @@ mod error;
 pub use cancel::CancelToken;
 pub use error::Error;
 
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod file;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod guard;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod header;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod lifecycle;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod mapping;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod mutex;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod options;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod raw;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod registry;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod selftest;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 mod state;
+#[cfg(supported)]
 mod sys;
 
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 pub use guard::{MutexGuard, OwnedMutexGuard};
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 pub use mutex::SharedMutex;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 pub use options::OpenOptions;
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 pub use state::{MutexState, OwnerInfo};
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(supported))]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(supported))]
 pub use unsupported::*;
 
 /// Hooks for the Node binding and the test helpers; not a stable API.
 #[doc(hidden)]
-#[cfg(target_os = "linux")]
+#[cfg(supported)]
 pub mod __private {
     /// The length of the longest single wait.
     pub const SLICE: std::time::Duration = crate::mutex::SLICE;

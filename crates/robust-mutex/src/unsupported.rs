@@ -1,0 +1,289 @@
+//! The API on platforms without robust process-shared mutexes (macOS, Windows, the BSDs but
+//! FreeBSD, Android): it builds, and every way to obtain a mutex returns
+//! [`Error::Unsupported`] naming the platform, so callers fail clearly instead of running
+//! without crash recovery.
+
+use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{CancelToken, Error};
+
+fn unsupported<T>() -> Result<T, Error> {
+    Err(Error::Unsupported {
+        reason: format!(
+            "{} has no robust process-shared pthread mutexes; robust-mutex supports Linux",
+            std::env::consts::OS
+        ),
+    })
+}
+
+/// See the Linux documentation; on this platform every constructor fails with
+/// [`Error::Unsupported`].
+///
+/// ```
+/// assert_eq!(robust_mutex::SharedMutex::anonymous().unwrap_err().code(), "EUNSUPPORTED");
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedMutex {
+    never: Infallible,
+}
+
+/// Never constructed on this platform.
+///
+/// ```
+/// let _ = std::mem::size_of::<robust_mutex::MutexGuard<'static>>();
+/// ```
+#[derive(Debug)]
+pub struct MutexGuard<'a> {
+    never: Infallible,
+    _mutex: std::marker::PhantomData<&'a SharedMutex>,
+}
+
+/// Never constructed on this platform.
+///
+/// ```
+/// let _ = std::mem::size_of::<robust_mutex::OwnedMutexGuard>();
+/// ```
+#[derive(Debug)]
+pub struct OwnedMutexGuard {
+    never: Infallible,
+}
+
+/// Options; opening still fails with [`Error::Unsupported`] on this platform.
+///
+/// ```
+/// assert!(robust_mutex::OpenOptions::new().open("/tmp/x").is_err());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {}
+
+/// The state snapshot type (never produced on this platform).
+///
+/// ```
+/// let _ = std::mem::size_of::<robust_mutex::MutexState>();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MutexState {
+    /// A live thread holds the lock.
+    pub locked: bool,
+    /// The thread id in the lock word.
+    pub holder_tid: Option<i32>,
+    /// The last holder died holding it.
+    pub abandoned: bool,
+    /// The recorded holder.
+    pub owner: Option<OwnerInfo>,
+    /// Poisoned until reset.
+    pub poisoned: bool,
+    /// Re-initialisations and resets.
+    pub generation: u64,
+    /// Successful acquisitions.
+    pub acquisitions: u64,
+    /// Acquisitions that waited.
+    pub contended: u64,
+    /// Acquisitions that found the holder dead.
+    pub owner_deaths: u64,
+}
+
+/// Who holds a mutex (never produced on this platform).
+///
+/// ```
+/// let _ = std::mem::size_of::<robust_mutex::OwnerInfo>();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OwnerInfo {
+    /// Process id.
+    pub pid: i32,
+    /// Thread id.
+    pub tid: i32,
+    /// Held at least since.
+    pub since: SystemTime,
+}
+
+impl OpenOptions {
+    /// Options with the defaults.
+    ///
+    /// ```
+    /// let _ = robust_mutex::OpenOptions::new();
+    /// ```
+    pub fn new() -> OpenOptions {
+        OpenOptions {}
+    }
+    /// Ignored here.
+    ///
+    /// ```
+    /// let _ = robust_mutex::OpenOptions::new().mode(0o600);
+    /// ```
+    pub fn mode(&mut self, _mode: u32) -> &mut OpenOptions {
+        self
+    }
+    /// Ignored here.
+    ///
+    /// ```
+    /// let _ = robust_mutex::OpenOptions::new().create(true);
+    /// ```
+    pub fn create(&mut self, _create: bool) -> &mut OpenOptions {
+        self
+    }
+    /// Ignored here.
+    ///
+    /// ```
+    /// let _ = robust_mutex::OpenOptions::new().allow_foreign_pid_namespace(true);
+    /// ```
+    pub fn allow_foreign_pid_namespace(&mut self, _allow: bool) -> &mut OpenOptions {
+        self
+    }
+    /// Ignored here.
+    ///
+    /// ```
+    /// let _ = robust_mutex::OpenOptions::new().allow_network_filesystem(true);
+    /// ```
+    pub fn allow_network_filesystem(&mut self, _allow: bool) -> &mut OpenOptions {
+        self
+    }
+    /// Ignored here.
+    ///
+    /// ```
+    /// let _ = robust_mutex::OpenOptions::new().allow_other_owner(true);
+    /// ```
+    pub fn allow_other_owner(&mut self, _allow: bool) -> &mut OpenOptions {
+        self
+    }
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// assert!(robust_mutex::OpenOptions::new().open("/tmp/x").is_err());
+    /// ```
+    pub fn open(&self, _path: impl AsRef<Path>) -> Result<SharedMutex, Error> {
+        unsupported()
+    }
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// let fd = std::fs::File::open("/dev/null").unwrap().into();
+    /// assert!(robust_mutex::OpenOptions::new().from_fd(fd).is_err());
+    /// ```
+    pub fn from_fd(&self, _fd: OwnedFd) -> Result<SharedMutex, Error> {
+        unsupported()
+    }
+}
+
+impl SharedMutex {
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// assert!(robust_mutex::SharedMutex::open("/tmp/x").is_err());
+    /// ```
+    pub fn open(_path: impl AsRef<Path>) -> Result<SharedMutex, Error> {
+        unsupported()
+    }
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// assert!(robust_mutex::SharedMutex::anonymous().is_err());
+    /// ```
+    pub fn anonymous() -> Result<SharedMutex, Error> {
+        unsupported()
+    }
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// let fd = std::fs::File::open("/dev/null").unwrap().into();
+    /// assert!(robust_mutex::SharedMutex::from_fd(fd).is_err());
+    /// ```
+    pub fn from_fd(_fd: OwnedFd) -> Result<SharedMutex, Error> {
+        unsupported()
+    }
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// assert!(robust_mutex::SharedMutex::destroy("/tmp/x").is_err());
+    /// ```
+    pub fn destroy(_path: impl AsRef<Path>) -> Result<(), Error> {
+        unsupported()
+    }
+    /// Fails with [`Error::Unsupported`].
+    ///
+    /// ```
+    /// assert!(robust_mutex::SharedMutex::reset("/tmp/x").is_err());
+    /// ```
+    pub fn reset(_path: impl AsRef<Path>) -> Result<(), Error> {
+        unsupported()
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn lock(&self) -> Result<MutexGuard<'_>, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn lock_timeout(&self, _timeout: Duration) -> Result<MutexGuard<'_>, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn lock_until(&self, _deadline: Instant, _cancel: &CancelToken) -> Result<MutexGuard<'_>, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn try_lock_owned(&self) -> Result<Option<OwnedMutexGuard>, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn lock_until_owned(
+        &self,
+        _deadline: Option<Instant>,
+        _cancel: &CancelToken,
+    ) -> Result<OwnedMutexGuard, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn state(&self) -> MutexState {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn is_stale(&self) -> bool {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn path(&self) -> Option<&Path> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn close(self) -> Result<(), Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn reset_poison(&self) -> Result<(), Error> {
+        match self.never {}
+    }
+}
+
+macro_rules! unreachable_guard {
+    ($t:ty) => {
+        impl $t {
+            /// Unreachable: no guard exists here.
+            pub fn owner_died(&self) -> bool {
+                match self.never {}
+            }
+            /// Unreachable: no guard exists here.
+            pub fn poison(&mut self) {
+                match self.never {}
+            }
+            /// Unreachable: no guard exists here.
+            pub fn release(self) -> Result<(), Error> {
+                match self.never {}
+            }
+            /// Unreachable: no guard exists here.
+            pub fn mutex(&self) -> &SharedMutex {
+                match self.never {}
+            }
+        }
+    };
+}
+unreachable_guard!(MutexGuard<'_>);
+unreachable_guard!(OwnedMutexGuard);
