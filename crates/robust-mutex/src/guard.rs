@@ -17,12 +17,14 @@ pub(crate) struct Acquisition {
     pub inconsistent: bool,
     /// The holder declared the protected state unrecoverable.
     pub poison: bool,
+    /// The dead holder as it recorded itself, when the previous owner died.
+    pub dead_owner: Option<crate::state::OwnerInfo>,
 }
 
 impl Acquisition {
     #[inline]
     pub(crate) fn new(owner_died: bool) -> Acquisition {
-        Acquisition { owner_died, inconsistent: owner_died, poison: false }
+        Acquisition { owner_died, inconsistent: owner_died, poison: false, dead_owner: None }
     }
 }
 
@@ -84,6 +86,20 @@ macro_rules! guard_methods {
         /// ```
         pub fn owner_died(&self) -> bool {
             self.acq.owner_died
+        }
+
+        /// When the previous owner died: who it was (pid, tid, held since), as it recorded
+        /// itself. `None` otherwise, or when the dead holder was a program that does not record
+        /// itself.
+        ///
+        /// ```
+        /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+        /// let guard = mutex.lock()?;
+        /// assert!(guard.dead_owner().is_none());
+        /// # Ok::<(), robust_mutex::Error>(())
+        /// ```
+        pub fn dead_owner(&self) -> Option<crate::state::OwnerInfo> {
+            self.acq.dead_owner
         }
 
         /// Declares the protected state unrecoverable. When this guard is released the mutex is

@@ -323,6 +323,10 @@ impl fmt::Debug for SharedMutex {
     }
 }
 
+fn since(ns: u64) -> Option<std::time::SystemTime> {
+    (ns != 0).then(|| std::time::UNIX_EPOCH + Duration::from_nanos(ns))
+}
+
 /// This process's identity as recorded in files it creates.
 pub(crate) fn identity() -> Identity {
     Identity { abi: header::AbiTag::current(), boot_id: sys::boot_id(), pid_namespace: sys::pid_namespace() }
@@ -398,21 +402,29 @@ impl Inner {
         if header.state.load(Ordering::Acquire) != State::Ready as u32 {
             self.admit_unusual(&mut acq)?;
         }
+        if acq.owner_died {
+            self.count_owner_death(&mut acq);
+        }
         header.owner_pid.store(sys::pid(), Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
         header::Shared::bump(&header.acquisitions);
         if contended {
             header::Shared::bump(&header.contended);
         }
-        if acq.owner_died {
-            self.count_owner_death();
-        }
         Ok(acq)
     }
 
+    /// Remembers who died (before our own pid/tid overwrite it) and counts the death.
     #[cold]
-    fn count_owner_death(&self) {
+    fn count_owner_death(&self, acq: &mut Acquisition) {
         let header = self.header();
+        let pid = header.owner_pid.load(Ordering::Relaxed);
+        acq.dead_owner = (pid != 0).then(|| OwnerInfo {
+            pid,
+            tid: header.owner_tid.load(Ordering::Relaxed),
+            since: since(header.owner_since_ns.load(Ordering::Relaxed)),
+        });
+        header.owner_since_ns.store(0, Ordering::Relaxed);
         header::Shared::bump(&header.owner_deaths);
         header.last_owner_death_ns.store(sys::realtime_ns(), Ordering::Relaxed);
     }
@@ -530,8 +542,7 @@ impl Inner {
         let owner = (pid != 0).then(|| OwnerInfo {
             pid,
             tid: header.owner_tid.load(Ordering::Relaxed),
-            since: std::time::UNIX_EPOCH
-                + Duration::from_nanos(header.owner_since_ns.load(Ordering::Relaxed)),
+            since: since(header.owner_since_ns.load(Ordering::Relaxed)),
         });
         let raw_state = header.state();
         MutexState {

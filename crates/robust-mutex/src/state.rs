@@ -45,7 +45,7 @@ pub struct MutexState {
 /// let _held = mutex.lock()?;
 /// let owner = mutex.state().owner.expect("recorded by the holder");
 /// assert_eq!(owner.pid, std::process::id() as i32);
-/// assert!(owner.since <= std::time::SystemTime::now());
+/// assert!(owner.since.unwrap() <= std::time::SystemTime::now());
 /// # Ok::<(), robust_mutex::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,5 +57,6 @@ pub struct OwnerInfo {
     pub tid: i32,
     /// Held at least since then: the uncontended fast path does not read the clock, so the
     /// first process to see the lock held (a waiter, or a `state()` call) records the time.
-    pub since: SystemTime,
+    /// `None` when nobody looked while it was held.
+    pub since: Option<SystemTime>,
 }

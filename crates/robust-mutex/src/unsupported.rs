@@ -100,7 +100,7 @@ pub struct OwnerInfo {
     /// Thread id.
     pub tid: i32,
     /// Held at least since.
-    pub since: SystemTime,
+    pub since: Option<SystemTime>,
 }
 
 impl OpenOptions {
