@@ -9,9 +9,120 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/**
- * The version of this native binding (the workspace version), e.g. `"0.1.0"`.
- *
- * Exposed to JavaScript as `bindingVersion()`.
- */
+/** A cancellation handle for one pending `lockAsync`. */
+export declare class NativeCancel {
+  /** A fresh, uncancelled handle. */
+  constructor()
+  /** Cancels the wait (noticed within one 100 ms slice). */
+  cancel(): void
+}
+
+/** A held lock. Released exactly once, by `release()`; `index.ts` wraps it in `LockGuard`. */
+export declare class NativeGuard {
+  /** The previous holder died holding the lock. */
+  get ownerDied(): boolean
+  /** Who died holding the lock, as it recorded itself. */
+  get deadOwner(): NativeOwner | null
+  /** Whether `release()` (or `disposeUnclaimed()`) already ran. */
+  get released(): boolean
+  /** Poison the mutex when this guard is released. */
+  markUnrecoverable(): void
+  /**
+   * Unlocks (marking the mutex consistent after an owner death, or poisoned), on the thread
+   * that holds it. Returns when the lock is free.
+   */
+  release(): void
+  /**
+   * For a grant that arrived after its request was aborted: give it back without claiming
+   * it. A lock whose previous owner died is abandoned (the next acquirer is told), any other
+   * is unlocked.
+   */
+  disposeUnclaimed(): void
+}
+
+/** One handle to a mutex file (or anonymous mutex) in one JS environment. */
+export declare class NativeMutex {
+  /** Opens or creates a mutex file. */
+  static open(path: string, options?: NativeOpenOptions | undefined | null): NativeMutex
+  /** A nameless mutex (memfd) to share with child processes through its `fd`. */
+  static anonymous(): NativeMutex
+  /**
+   * Opens the mutex behind an inherited descriptor (which stays the caller's: it is
+   * duplicated).
+   */
+  static fromFd(fd: number): NativeMutex
+  /** Retires and removes a mutex file (EBUSY while in use). */
+  static destroy(path: string): void
+  /** Clears POISONED on a mutex file. */
+  static reset(path: string): void
+  /** Clears POISONED through this handle. */
+  resetPoison(): void
+  /** The path, or null for anonymous and inherited mutexes. */
+  get path(): string | null
+  /** The descriptor, to pass to child processes (-1 once closed). */
+  get fd(): number
+  /**
+   * The fast path: one trylock on the calling JS thread. Null when held elsewhere; throws
+   * EDEADLK when this thread holds it.
+   */
+  tryLock(): NativeGuard | null
+  /** Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional). */
+  lockSync(timeoutMs?: number | undefined | null): NativeGuard
+  /** Waits on this handle's waiter thread; the promise resolves on the JS thread. */
+  lockAsync(cancel: NativeCancel, timeoutMs?: number | undefined | null): Promise<NativeGuard>
+  /** A snapshot of the lock and its counters. */
+  state(): NativeState
+  /** The file was deleted or replaced at its path. */
+  isStale(): boolean
+  /** Closes the handle; EBUSY while one of its guards is unreleased or a wait is pending. */
+  close(): void
+}
+
+/** The version of this native binding (the workspace version), e.g. `"0.1.0"`. */
 export declare function bindingVersion(): string
+
+/** Options of `NativeMutex.open`, as passed by `index.ts`. */
+export interface NativeOpenOptions {
+  /** Permission bits of a created file (default 0o600). */
+  mode?: number
+  /** Create the file when missing (default true). */
+  create?: boolean
+  /** Accept a file from another PID namespace. */
+  allowForeignPidNamespace?: boolean
+  /** Accept network and FUSE filesystems. */
+  allowNetworkFilesystem?: boolean
+  /** Accept a file owned by another user. */
+  allowOtherOwner?: boolean
+}
+
+/** The holder as recorded in the header. */
+export interface NativeOwner {
+  /** Process id. */
+  pid: number
+  /** Kernel thread id. */
+  tid: number
+  /** Held at least since (ms since the epoch), when someone observed it held. */
+  sinceMs?: number
+}
+
+/** `state()` as plain data. */
+export interface NativeState {
+  /** A live thread holds the lock. */
+  locked: boolean
+  /** Thread id in the lock word. */
+  holderTid?: number
+  /** The last holder died holding it. */
+  abandoned: boolean
+  /** The recorded holder. */
+  owner?: NativeOwner
+  /** Poisoned until reset. */
+  poisoned: boolean
+  /** Re-initialisations and resets. */
+  generation: number
+  /** Successful acquisitions. */
+  acquisitions: number
+  /** Acquisitions that waited. */
+  contended: number
+  /** Acquisitions that found the holder dead. */
+  ownerDeaths: number
+}

@@ -835,4 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeCancel = nativeBinding.NativeCancel
+module.exports.NativeGuard = nativeBinding.NativeGuard
+module.exports.NativeMutex = nativeBinding.NativeMutex
 module.exports.bindingVersion = nativeBinding.bindingVersion

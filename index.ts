@@ -1,5 +1,428 @@
-// Public TypeScript API of robust-mutex, compiled by tsc to index.js + index.d.ts.
-// Placeholder until the real API (SharedMutex, LockGuard) lands: it only
-// re-exports the native binding's version so the pipeline can be exercised.
+// robust-mutex: a cross-process mutex for Node.js that survives crashes.
+//
+// The public TypeScript API over the native binding (./binding). The binding does the locking;
+// this file turns its errors into typed Error subclasses, wires AbortSignal and timeouts, runs the
+// onOwnerDied hook and makes guards disposable (`using guard = mutex.lockSync()`).
 
+import { NativeCancel, NativeGuard, NativeMutex } from './binding'
+import type { NativeOwner, NativeState } from './binding'
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/** Base class of every error this library throws; `code` is stable across releases. */
+export class RobustMutexError extends Error {
+  readonly code: string
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+RobustMutexError.prototype.name = 'RobustMutexError'
+
+function errorClass(name: string, code: string) {
+  const cls = class extends RobustMutexError {
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(code, message, options)
+    }
+  }
+  Object.defineProperty(cls, 'name', { value: name })
+  cls.prototype.name = name
+  return cls
+}
+
+/** The timeout passed before the lock was acquired. Code `ETIMEDOUT`. */
+export const TimeoutError = errorClass('TimeoutError', 'ETIMEDOUT')
+export type TimeoutError = InstanceType<typeof TimeoutError>
+/** The calling thread already holds the lock (`lockSync`, `tryLock`). Code `EDEADLK`. */
+export const DeadlockError = errorClass('DeadlockError', 'EDEADLK')
+export type DeadlockError = InstanceType<typeof DeadlockError>
+/** The lock is not held by the calling thread. Code `EPERM`. */
+export const NotOwnerError = errorClass('NotOwnerError', 'EPERM')
+export type NotOwnerError = InstanceType<typeof NotOwnerError>
+/** The mutex is poisoned until `SharedMutex.reset`. Code `ENOTRECOVERABLE`. */
+export const NotRecoverableError = errorClass('NotRecoverableError', 'ENOTRECOVERABLE')
+export type NotRecoverableError = InstanceType<typeof NotRecoverableError>
+/** Not a mutex file (empty, truncated, foreign magic or version). Left unchanged. Code `EBADMUTEX`. */
+export const BadMutexError = errorClass('BadMutexError', 'EBADMUTEX')
+export type BadMutexError = InstanceType<typeof BadMutexError>
+/** Created by another binary layout (glibc vs musl, 32 vs 64 bit, ...). Code `EABIMISMATCH`. */
+export const AbiMismatchError = errorClass('AbiMismatchError', 'EABIMISMATCH')
+export type AbiMismatchError = InstanceType<typeof AbiMismatchError>
+/** Created in another PID namespace (container). Code `EPIDNS`. */
+export const PidNamespaceError = errorClass('PidNamespaceError', 'EPIDNS')
+export type PidNamespaceError = InstanceType<typeof PidNamespaceError>
+/** This platform, sandbox or filesystem cannot provide robust locking. Code `EUNSUPPORTED`. */
+export const UnsupportedError = errorClass('UnsupportedError', 'EUNSUPPORTED')
+export type UnsupportedError = InstanceType<typeof UnsupportedError>
+/** A symlink, a file of another user, or a file others may write. Code `EINSECURE`. */
+export const InsecureError = errorClass('InsecureError', 'EINSECURE')
+export type InsecureError = InstanceType<typeof InsecureError>
+/** In use: `destroy` of an open file, `close` with a held guard. Code `EBUSY`. */
+export const BusyError = errorClass('BusyError', 'EBUSY')
+export type BusyError = InstanceType<typeof BusyError>
+/** The file was deleted or replaced under this handle; reopen it. Code `ESTALE`. */
+export const StaleError = errorClass('StaleError', 'ESTALE')
+export type StaleError = InstanceType<typeof StaleError>
+/** The handle was closed. Code `ECLOSED`. */
+export const ClosedError = errorClass('ClosedError', 'ECLOSED')
+export type ClosedError = InstanceType<typeof ClosedError>
+/** The guard was already released. Code `ERELEASED`. */
+export const ReleasedError = errorClass('ReleasedError', 'ERELEASED')
+export type ReleasedError = InstanceType<typeof ReleasedError>
+
+/** The wait was aborted through its AbortSignal. Code `ABORT_ERR`; `cause` is `signal.reason`. */
+export class AbortError extends RobustMutexError {
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super('ABORT_ERR', message, options)
+  }
+}
+AbortError.prototype.name = 'AbortError'
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => RobustMutexError> = {
+  ETIMEDOUT: TimeoutError,
+  EDEADLK: DeadlockError,
+  EPERM: NotOwnerError,
+  ENOTRECOVERABLE: NotRecoverableError,
+  EBADMUTEX: BadMutexError,
+  EABIMISMATCH: AbiMismatchError,
+  EPIDNS: PidNamespaceError,
+  EUNSUPPORTED: UnsupportedError,
+  EINSECURE: InsecureError,
+  EBUSY: BusyError,
+  ESTALE: StaleError,
+  ECLOSED: ClosedError,
+  ERELEASED: ReleasedError,
+}
+
+/** Native errors arrive as `"CODE: message"`; give them their class and `code`. */
+function translate(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof RobustMutexError) return err
+  const match = /^([A-Z][A-Z0-9_]*): ([\s\S]*)$/.exec(err.message)
+  if (!match) return err
+  const [, code, message] = match
+  const Class = byCode[code]
+  return Class ? new Class(message) : new RobustMutexError(code, message)
+}
+
+function native<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw translate(err)
+  }
+}
+
+function abortError(signal: AbortSignal): AbortError {
+  return new AbortError('The lock wait was aborted', { cause: signal.reason })
+}
+
+function checkTimeout(timeout: number | undefined): void {
+  if (timeout !== undefined && !(typeof timeout === 'number' && timeout >= 0)) {
+    throw new RangeError(`timeout must be a non-negative number of milliseconds, got ${String(timeout)}`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+/** Who holds (or held) a mutex, as the holder recorded itself. */
+export interface OwnerInfo {
+  pid: number
+  tid: number
+  /** Held at least since then (recorded by the first process that saw it held); null if unobserved. */
+  since: Date | null
+}
+
+/** A snapshot of a mutex, for diagnostics: it may change as soon as it is read. */
+export interface MutexState {
+  /** A live thread holds the lock. */
+  locked: boolean
+  /** The kernel thread id in the lock word, when locked. */
+  holderTid: number | null
+  /** The last holder died holding it; the next locker will see `ownerDied`. */
+  abandoned: boolean
+  /** The current holder, or the dead one while abandoned. */
+  owner: OwnerInfo | null
+  /** Acquires fail with ENOTRECOVERABLE until `SharedMutex.reset`. */
+  poisoned: boolean
+  /** Bumped by every reset and every re-initialisation after a reboot. */
+  generation: number
+  acquisitions: number
+  contended: number
+  ownerDeaths: number
+}
+
+export interface OpenOptions {
+  /** Permission bits of a created file. Default 0o600. */
+  mode?: number
+  /** Create the file if it does not exist. Default true. */
+  create?: boolean
+  /**
+   * Runs under the lock, before the acquire resolves, when the previous holder died: repair the
+   * protected state here. Returning marks the mutex healthy; throwing poisons it and rejects that
+   * acquire with a NotRecoverableError whose `cause` is what was thrown.
+   */
+  onOwnerDied?: (info: OwnerInfo | null) => void
+  /** Accept a file created in another PID namespace (only safe with a shared PID namespace). */
+  allowForeignPidNamespace?: boolean
+  /** Accept network and FUSE filesystems (only safe when every user runs on this machine). */
+  allowNetworkFilesystem?: boolean
+  /** Accept a file owned by another user (whoever can write it can corrupt every holder). */
+  allowOtherOwner?: boolean
+}
+
+export interface LockOptions {
+  /** Give up after this many milliseconds (TimeoutError). */
+  timeout?: number
+  /** Give up when aborted (AbortError, noticed at once; the wait itself ends within 100 ms). */
+  signal?: AbortSignal
+}
+
+function ownerInfo(owner: NativeOwner | null | undefined): OwnerInfo | null {
+  if (!owner) return null
+  return { pid: owner.pid, tid: owner.tid, since: owner.sinceMs == null ? null : new Date(owner.sinceMs) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LockGuard
+
+/** Proof of holding the lock. Release it exactly once (or let `using` do it). */
+export class LockGuard implements Disposable {
+  readonly #native: NativeGuard
+
+  /** @internal */
+  constructor(nativeGuard: NativeGuard) {
+    this.#native = nativeGuard
+  }
+
+  /** The previous holder died holding the lock: the protected state may be half-updated. */
+  get ownerDied(): boolean {
+    return this.#native.ownerDied
+  }
+
+  /** When `ownerDied`: who died, if it recorded itself. */
+  get deadOwner(): OwnerInfo | null {
+    return ownerInfo(this.#native.deadOwner)
+  }
+
+  /** Whether this guard was released. */
+  get released(): boolean {
+    return this.#native.released
+  }
+
+  /**
+   * Declare the protected state unrecoverable: on release the mutex is poisoned and every later
+   * acquire, in every process, fails with NotRecoverableError until `SharedMutex.reset`.
+   */
+  markUnrecoverable(): void {
+    native(() => this.#native.markUnrecoverable())
+  }
+
+  /** Unlock. Throws ReleasedError if already released. */
+  release(): void {
+    native(() => this.#native.release())
+  }
+
+  /** Release if still held; never throws. */
+  [Symbol.dispose](): void {
+    if (this.#native.released) return
+    try {
+      this.#native.release()
+    } catch (err) {
+      process.emitWarning(`robust-mutex: releasing a guard failed: ${String(translate(err))}`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SharedMutex
+
+/** A cross-process mutex whose holder can die without leaving it locked. */
+export class SharedMutex implements Disposable {
+  readonly #native: NativeMutex
+  readonly #onOwnerDied: ((info: OwnerInfo | null) => void) | undefined
+
+  private constructor(nativeMutex: NativeMutex, options: OpenOptions | undefined) {
+    this.#native = nativeMutex
+    this.#onOwnerDied = options?.onOwnerDied
+  }
+
+  /** Open the mutex file at `path`, creating it if missing. */
+  static open(path: string, options?: OpenOptions): SharedMutex {
+    if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string')
+    const nativeOptions = {
+      mode: options?.mode,
+      create: options?.create,
+      allowForeignPidNamespace: options?.allowForeignPidNamespace,
+      allowNetworkFilesystem: options?.allowNetworkFilesystem,
+      allowOtherOwner: options?.allowOtherOwner,
+    }
+    return new SharedMutex(native(() => NativeMutex.open(path, nativeOptions)), options)
+  }
+
+  /** A nameless mutex; give `mutex.fd` to child processes and open it there with `fromFd`. */
+  static anonymous(options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
+    return new SharedMutex(native(() => NativeMutex.anonymous()), options)
+  }
+
+  /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). */
+  static fromFd(fd: number, options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
+    if (!Number.isInteger(fd) || fd < 0) throw new TypeError('fd must be a non-negative integer')
+    return new SharedMutex(native(() => NativeMutex.fromFd(fd)), options)
+  }
+
+  /** Retire and remove a mutex file. BusyError while any handle has it open. */
+  static destroy(path: string): void {
+    native(() => NativeMutex.destroy(path))
+  }
+
+  /** Clear the poisoned state of a mutex file (after repairing what it protects). */
+  static reset(path: string): void {
+    native(() => NativeMutex.reset(path))
+  }
+
+  /** The file's path; null for anonymous and inherited mutexes. */
+  get path(): string | null {
+    return this.#native.path ?? null
+  }
+
+  /** The descriptor to pass to child processes (-1 once closed). */
+  get fd(): number {
+    return this.#native.fd
+  }
+
+  /** Acquire without blocking the event loop. */
+  async lock(options: LockOptions = {}): Promise<LockGuard> {
+    const { timeout, signal } = options
+    checkTimeout(timeout)
+    if (signal?.aborted) throw abortError(signal)
+    let fast: NativeGuard | null = null
+    try {
+      fast = this.#native.tryLock()
+    } catch (err) {
+      const translated = translate(err)
+      // Held by this very thread: queue behind it (on the waiter thread) instead of failing.
+      if (!(translated instanceof DeadlockError)) throw translated
+    }
+    if (fast) return this.#admit(fast)
+    const cancel = new NativeCancel()
+    const pending = native(() => this.#native.lockAsync(cancel, timeout))
+    if (!signal) {
+      let granted: NativeGuard
+      try {
+        granted = await pending
+      } catch (err) {
+        throw translate(err)
+      }
+      return this.#admit(granted)
+    }
+    return new Promise<LockGuard>((resolve, reject) => {
+      let settled = false
+      const onAbort = () => {
+        if (settled) return
+        settled = true
+        cancel.cancel()
+        reject(abortError(signal))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      pending.then(
+        (granted) => {
+          signal.removeEventListener('abort', onAbort)
+          if (settled) {
+            // Aborted while the grant was on its way: give it back, never leak it.
+            granted.disposeUnclaimed()
+            return
+          }
+          settled = true
+          try {
+            resolve(this.#admit(granted))
+          } catch (err) {
+            reject(err)
+          }
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', onAbort)
+          if (settled) return
+          settled = true
+          reject(translate(err))
+        },
+      )
+    })
+  }
+
+  /** Acquire, blocking this thread (for CLIs, tests and workers; never in an Electron main process). */
+  lockSync(options: { timeout?: number } = {}): LockGuard {
+    checkTimeout(options.timeout)
+    return this.#admit(native(() => this.#native.lockSync(options.timeout)))
+  }
+
+  /** Acquire if free; null if held elsewhere. DeadlockError if this thread holds it. */
+  tryLock(): LockGuard | null {
+    const granted = native(() => this.#native.tryLock())
+    return granted ? this.#admit(granted) : null
+  }
+
+  /** Run `fn` under the lock; the lock is released when it returns or throws. */
+  async withLock<T>(fn: (guard: LockGuard) => T | Promise<T>, options?: LockOptions): Promise<T> {
+    const guard = await this.lock(options)
+    try {
+      return await fn(guard)
+    } finally {
+      if (!guard.released) guard.release()
+    }
+  }
+
+  /** A snapshot of the lock and its counters. */
+  state(): MutexState {
+    const s: NativeState = native(() => this.#native.state())
+    return {
+      locked: s.locked,
+      holderTid: s.holderTid ?? null,
+      abandoned: s.abandoned,
+      owner: ownerInfo(s.owner),
+      poisoned: s.poisoned,
+      generation: s.generation,
+      acquisitions: s.acquisitions,
+      contended: s.contended,
+      ownerDeaths: s.ownerDeaths,
+    }
+  }
+
+  /** The file was deleted or replaced at its path: other processes now use another lock. */
+  isStale(): boolean {
+    return native(() => this.#native.isStale())
+  }
+
+  /** Close this handle. BusyError while one of its guards is held or a lock() is pending. */
+  close(): void {
+    native(() => this.#native.close())
+  }
+
+  /** Close if possible; never throws (a handle with a held guard stays open). */
+  [Symbol.dispose](): void {
+    try {
+      this.#native.close()
+    } catch (err) {
+      process.emitWarning(`robust-mutex: closing a mutex failed: ${String(translate(err))}`)
+    }
+  }
+
+  /** Wrap a fresh native guard, running the onOwnerDied hook first. */
+  #admit(granted: NativeGuard): LockGuard {
+    const guard = new LockGuard(granted)
+    if (guard.ownerDied && this.#onOwnerDied) {
+      try {
+        this.#onOwnerDied(guard.deadOwner)
+      } catch (err) {
+        guard.markUnrecoverable()
+        guard.release()
+        throw new NotRecoverableError('the onOwnerDied hook threw; the mutex is now poisoned', { cause: err })
+      }
+    }
+    return guard
+  }
+}
+
+/** The version of the loaded native addon. */
 export { bindingVersion } from './binding'

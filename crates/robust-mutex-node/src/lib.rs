@@ -1,13 +1,15 @@
-//! Node.js binding for `robust-mutex`, built with napi-rs.
-//!
-//! Placeholder: it only exposes [`binding_version`] so the build, packaging and
-//! test pipeline can run end to end before the real binding lands.
+//! Node.js binding for `robust-mutex` (napi-rs). Thin: argument conversion, the hand-off of
+//! contended waits to a native waiter thread, and error codes. `index.ts` builds the public
+//! TypeScript API on top.
+
+mod errors;
+mod guard;
+mod mutex;
+mod waiter;
 
 use napi_derive::napi;
 
 /// The version of this native binding (the workspace version), e.g. `"0.1.0"`.
-///
-/// Exposed to JavaScript as `bindingVersion()`.
 #[napi]
 pub fn binding_version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
