@@ -17,69 +17,46 @@ export declare class NativeCancel {
   cancel(): void
 }
 
-/** A held lock. Released exactly once, by `release()`; `index.ts` wraps it in `LockGuard`. */
-export declare class NativeGuard {
-  /** The previous holder died holding the lock. */
-  get ownerDied(): boolean
-  /** Who died holding the lock, as it recorded itself. */
-  get deadOwner(): NativeOwner | null
-  /** Whether `release()` (or `disposeUnclaimed()`) already ran. */
-  get released(): boolean
-  /** Poison the mutex when this guard is released. */
-  markUnrecoverable(): void
-  /**
-   * Unlocks (marking the mutex consistent after an owner death, or poisoned), on the thread
-   * that holds it. Returns when the lock is free.
-   */
-  release(): void
-  /**
-   * For a grant that arrived after its request was aborted: give it back without claiming
-   * it. A lock whose previous owner died is abandoned (the next acquirer is told), any other
-   * is unlocked.
-   */
-  disposeUnclaimed(): void
-}
-
-/** One handle to a mutex file (or anonymous mutex) in one JS environment. */
-export declare class NativeMutex {
-  /** Opens or creates a mutex file. */
-  static open(path: string, options?: NativeOpenOptions | undefined | null): NativeMutex
-  /** A nameless mutex (memfd) to share with child processes through its `fd`. */
-  static anonymous(): NativeMutex
-  /**
-   * Opens the mutex behind an inherited descriptor (which stays the caller's: it is
-   * duplicated).
-   */
-  static fromFd(fd: number): NativeMutex
-  /** Retires and removes a mutex file (EBUSY while in use). */
-  static destroy(path: string): void
-  /** Clears POISONED on a mutex file. */
-  static reset(path: string): void
-  /** Clears POISONED through this handle. */
-  resetPoison(): void
-  /** The path, or null for anonymous and inherited mutexes. */
-  get path(): string | null
-  /** The descriptor, to pass to child processes (-1 once closed). */
-  get fd(): number
-  /**
-   * The fast path: one trylock on the calling JS thread. Null when held elsewhere; throws
-   * EDEADLK when this thread holds it.
-   */
-  tryLock(): NativeGuard | null
-  /** Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional). */
-  lockSync(timeoutMs?: number | undefined | null): NativeGuard
-  /** Waits on this handle's waiter thread; the promise resolves on the JS thread. */
-  lockAsync(cancel: NativeCancel, timeoutMs?: number | undefined | null): Promise<NativeGuard>
-  /** A snapshot of the lock and its counters. */
-  state(): NativeState
-  /** The file was deleted or replaced at its path. */
-  isStale(): boolean
-  /** Closes the handle; EBUSY while one of its guards is unreleased or a wait is pending. */
-  close(): void
-}
+/** A nameless mutex (memfd) to share with child processes through its `fd`. */
+export declare function anonymous(): number
 
 /** The version of this native binding (the workspace version), e.g. `"0.1.0"`. */
 export declare function bindingVersion(): string
+
+/**
+ * Closes a handle; EBUSY while one of its locks is held or a wait is pending. Closing a closed
+ * handle does nothing.
+ */
+export declare function close(handle: number): void
+
+/** Who died holding the lock before `token` acquired it, as it recorded itself. */
+export declare function deadOwner(handle: number, token: number): NativeOwner | null
+
+/** Retires and removes a mutex file (EBUSY while in use). */
+export declare function destroy(path: string): void
+
+/** The descriptor, to pass to child processes. */
+export declare function fdOf(handle: number): number
+
+/** Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated). */
+export declare function fromFd(fd: number): number
+
+/**
+ * For a grant that arrived after its request was aborted, or whose guard object was collected
+ * unreleased: give it back. With `abandon` (or an owner death) a waiter-thread lock is
+ * abandoned, so the next acquirer is told its owner died; a JS-thread lock that cannot be
+ * released cleanly stays held until the thread exits.
+ */
+export declare function giveBack(handle: number, token: number, abandon: boolean): void
+
+/** The file was deleted or replaced at its path. */
+export declare function isStale(handle: number): boolean
+
+/** Waits on the handle's waiter thread; the promise resolves with a token on the JS thread. */
+export declare function lockAsync(handle: number, cancel: NativeCancel, timeoutMs?: number | undefined | null): Promise<number>
+
+/** Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional). Returns a token. */
+export declare function lockSync(handle: number, timeoutMs?: number | undefined | null): number
 
 /** Options of `NativeMutex.open`, as passed by `index.ts`. */
 export interface NativeOpenOptions {
@@ -126,3 +103,31 @@ export interface NativeState {
   /** Acquisitions that found the holder dead. */
   ownerDeaths: number
 }
+
+/** Opens or creates a mutex file; returns a handle. */
+export declare function open(path: string, options?: NativeOpenOptions | undefined | null): number
+
+/** The path, or null for anonymous and inherited mutexes. */
+export declare function pathOf(handle: number): string | null
+
+/**
+ * Unlocks the lock of `token` on the thread that holds it (marking it consistent after an owner
+ * death, or poisoned when `poison`). Returns once the lock is free; ERELEASED if the token was
+ * already released.
+ */
+export declare function release(handle: number, token: number, poison: boolean): void
+
+/** Clears POISONED on a mutex file. */
+export declare function reset(path: string): void
+
+/** Clears POISONED through a handle. */
+export declare function resetPoison(handle: number): void
+
+/** A snapshot of the lock and its counters. */
+export declare function state(handle: number): NativeState
+
+/**
+ * The fast path: one trylock on the calling JS thread. Returns a lock token, or 0 when held
+ * elsewhere; throws EDEADLK when this thread holds it.
+ */
+export declare function tryLock(handle: number): number

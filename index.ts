@@ -4,8 +4,16 @@
 // this file turns its errors into typed Error subclasses, wires AbortSignal and timeouts, runs the
 // onOwnerDied hook and makes guards disposable (`using guard = mutex.lockSync()`).
 
-import { NativeCancel, NativeGuard, NativeMutex } from './binding'
+import * as binding from './binding'
+import { NativeCancel } from './binding'
 import type { NativeOwner, NativeState } from './binding'
+
+// Raw Node-API twins of `tryLock` / `release` registered by the addon's module init (see
+// crates/robust-mutex-node/src/fast.rs); the generated typings cannot see them.
+const fast = binding as unknown as {
+  tryLockFast(handle: number): number
+  releaseFast(handle: number, token: number, poison: boolean): void
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -187,28 +195,48 @@ function ownerInfo(owner: NativeOwner | null | undefined): OwnerInfo | null {
 // ---------------------------------------------------------------------------------------------
 // LockGuard
 
+// A lock held by the native waiter thread whose guard is collected unreleased is abandoned (the
+// next locker sees ownerDied): the critical section never finished. JS-thread locks need no
+// registration: they simply stay held until the thread exits.
+const abandonUnreleased = new FinalizationRegistry<{ handle: number; token: number }>(({ handle, token }) => {
+  process.emitWarning('robust-mutex: a LockGuard was garbage-collected while holding its lock; the lock was abandoned')
+  try {
+    binding.giveBack(handle, token, true)
+  } catch {
+    // The handle is gone too; the environment's cleanup abandons the lock.
+  }
+})
+
+const REMOTE_BIT = 2
+
 /** Proof of holding the lock. Release it exactly once (or let `using` do it). */
 export class LockGuard implements Disposable {
-  readonly #native: NativeGuard
+  readonly #handle: number
+  readonly #token: number
+  #released = false
+  #poison = false
 
   /** @internal */
-  constructor(nativeGuard: NativeGuard) {
-    this.#native = nativeGuard
+  constructor(handle: number, token: number) {
+    this.#handle = handle
+    this.#token = token
+    if (token & REMOTE_BIT) abandonUnreleased.register(this, { handle, token }, this)
   }
 
   /** The previous holder died holding the lock: the protected state may be half-updated. */
   get ownerDied(): boolean {
-    return this.#native.ownerDied
+    return (this.#token & 1) === 1
   }
 
   /** When `ownerDied`: who died, if it recorded itself. */
   get deadOwner(): OwnerInfo | null {
-    return ownerInfo(this.#native.deadOwner)
+    if (this.#released || !this.ownerDied) return null
+    return ownerInfo(native(() => binding.deadOwner(this.#handle, this.#token)))
   }
 
   /** Whether this guard was released. */
   get released(): boolean {
-    return this.#native.released
+    return this.#released
   }
 
   /**
@@ -216,21 +244,25 @@ export class LockGuard implements Disposable {
    * acquire, in every process, fails with NotRecoverableError until `SharedMutex.reset`.
    */
   markUnrecoverable(): void {
-    native(() => this.#native.markUnrecoverable())
+    if (this.#released) throw new ReleasedError('the lock guard was already released')
+    this.#poison = true
   }
 
   /** Unlock. Throws ReleasedError if already released. */
   release(): void {
-    native(() => this.#native.release())
+    if (this.#released) throw new ReleasedError('the lock guard was already released')
+    this.#released = true
+    if (this.#token & REMOTE_BIT) abandonUnreleased.unregister(this)
+    native(() => fast.releaseFast(this.#handle, this.#token, this.#poison))
   }
 
   /** Release if still held; never throws. */
   [Symbol.dispose](): void {
-    if (this.#native.released) return
+    if (this.#released) return
     try {
-      this.#native.release()
+      this.release()
     } catch (err) {
-      process.emitWarning(`robust-mutex: releasing a guard failed: ${String(translate(err))}`)
+      process.emitWarning(`robust-mutex: releasing a guard failed: ${String(err)}`)
     }
   }
 }
@@ -240,11 +272,16 @@ export class LockGuard implements Disposable {
 
 /** A cross-process mutex whose holder can die without leaving it locked. */
 export class SharedMutex implements Disposable {
-  readonly #native: NativeMutex
+  readonly #handle: number
+  readonly #path: string | null
+  readonly #fd: number
   readonly #onOwnerDied: ((info: OwnerInfo | null) => void) | undefined
+  #closed = false
 
-  private constructor(nativeMutex: NativeMutex, options: OpenOptions | undefined) {
-    this.#native = nativeMutex
+  private constructor(handle: number, options: OpenOptions | undefined) {
+    this.#handle = handle
+    this.#path = binding.pathOf(handle) ?? null
+    this.#fd = binding.fdOf(handle)
     this.#onOwnerDied = options?.onOwnerDied
   }
 
@@ -258,38 +295,38 @@ export class SharedMutex implements Disposable {
       allowNetworkFilesystem: options?.allowNetworkFilesystem,
       allowOtherOwner: options?.allowOtherOwner,
     }
-    return new SharedMutex(native(() => NativeMutex.open(path, nativeOptions)), options)
+    return new SharedMutex(native(() => binding.open(path, nativeOptions)), options)
   }
 
   /** A nameless mutex; give `mutex.fd` to child processes and open it there with `fromFd`. */
   static anonymous(options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
-    return new SharedMutex(native(() => NativeMutex.anonymous()), options)
+    return new SharedMutex(native(() => binding.anonymous()), options)
   }
 
   /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). */
   static fromFd(fd: number, options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
     if (!Number.isInteger(fd) || fd < 0) throw new TypeError('fd must be a non-negative integer')
-    return new SharedMutex(native(() => NativeMutex.fromFd(fd)), options)
+    return new SharedMutex(native(() => binding.fromFd(fd)), options)
   }
 
   /** Retire and remove a mutex file. BusyError while any handle has it open. */
   static destroy(path: string): void {
-    native(() => NativeMutex.destroy(path))
+    native(() => binding.destroy(path))
   }
 
   /** Clear the poisoned state of a mutex file (after repairing what it protects). */
   static reset(path: string): void {
-    native(() => NativeMutex.reset(path))
+    native(() => binding.reset(path))
   }
 
   /** The file's path; null for anonymous and inherited mutexes. */
   get path(): string | null {
-    return this.#native.path ?? null
+    return this.#path
   }
 
   /** The descriptor to pass to child processes (-1 once closed). */
   get fd(): number {
-    return this.#native.fd
+    return this.#closed ? -1 : this.#fd
   }
 
   /** Acquire without blocking the event loop. */
@@ -297,19 +334,19 @@ export class SharedMutex implements Disposable {
     const { timeout, signal } = options
     checkTimeout(timeout)
     if (signal?.aborted) throw abortError(signal)
-    let fast: NativeGuard | null = null
+    let quick = 0
     try {
-      fast = this.#native.tryLock()
+      quick = fast.tryLockFast(this.#open())
     } catch (err) {
       const translated = translate(err)
       // Held by this very thread: queue behind it (on the waiter thread) instead of failing.
       if (!(translated instanceof DeadlockError)) throw translated
     }
-    if (fast) return this.#admit(fast)
+    if (quick !== 0) return this.#admit(quick)
     const cancel = new NativeCancel()
-    const pending = native(() => this.#native.lockAsync(cancel, timeout))
+    const pending = native(() => binding.lockAsync(this.#open(), cancel, timeout))
     if (!signal) {
-      let granted: NativeGuard
+      let granted: number
       try {
         granted = await pending
       } catch (err) {
@@ -331,7 +368,7 @@ export class SharedMutex implements Disposable {
           signal.removeEventListener('abort', onAbort)
           if (settled) {
             // Aborted while the grant was on its way: give it back, never leak it.
-            granted.disposeUnclaimed()
+            binding.giveBack(this.#handle, granted, false)
             return
           }
           settled = true
@@ -354,13 +391,13 @@ export class SharedMutex implements Disposable {
   /** Acquire, blocking this thread (for CLIs, tests and workers; never in an Electron main process). */
   lockSync(options: { timeout?: number } = {}): LockGuard {
     checkTimeout(options.timeout)
-    return this.#admit(native(() => this.#native.lockSync(options.timeout)))
+    return this.#admit(native(() => binding.lockSync(this.#open(), options.timeout)))
   }
 
   /** Acquire if free; null if held elsewhere. DeadlockError if this thread holds it. */
   tryLock(): LockGuard | null {
-    const granted = native(() => this.#native.tryLock())
-    return granted ? this.#admit(granted) : null
+    const granted = native(() => fast.tryLockFast(this.#open()))
+    return granted !== 0 ? this.#admit(granted) : null
   }
 
   /** Run `fn` under the lock; the lock is released when it returns or throws. */
@@ -375,7 +412,7 @@ export class SharedMutex implements Disposable {
 
   /** A snapshot of the lock and its counters. */
   state(): MutexState {
-    const s: NativeState = native(() => this.#native.state())
+    const s: NativeState = native(() => binding.state(this.#open()))
     return {
       locked: s.locked,
       holderTid: s.holderTid ?? null,
@@ -391,27 +428,35 @@ export class SharedMutex implements Disposable {
 
   /** The file was deleted or replaced at its path: other processes now use another lock. */
   isStale(): boolean {
-    return native(() => this.#native.isStale())
+    return native(() => binding.isStale(this.#open()))
   }
 
   /** Close this handle. BusyError while one of its guards is held or a lock() is pending. */
   close(): void {
-    native(() => this.#native.close())
+    if (this.#closed) return
+    native(() => binding.close(this.#handle))
+    this.#closed = true
   }
 
   /** Close if possible; never throws (a handle with a held guard stays open). */
   [Symbol.dispose](): void {
     try {
-      this.#native.close()
+      this.close()
     } catch (err) {
       process.emitWarning(`robust-mutex: closing a mutex failed: ${String(translate(err))}`)
     }
   }
 
-  /** Wrap a fresh native guard, running the onOwnerDied hook first. */
-  #admit(granted: NativeGuard): LockGuard {
-    const guard = new LockGuard(granted)
-    if (guard.ownerDied && this.#onOwnerDied) {
+  /** The native handle; slots are reused after close, so a closed handle must never be used. */
+  #open(): number {
+    if (this.#closed) throw new ClosedError('the mutex handle was closed')
+    return this.#handle
+  }
+
+  /** Wrap a fresh lock token, running the onOwnerDied hook first. */
+  #admit(token: number): LockGuard {
+    const guard = new LockGuard(this.#handle, token)
+    if (this.#onOwnerDied && guard.ownerDied) {
       try {
         this.#onOwnerDied(guard.deadOwner)
       } catch (err) {

@@ -150,6 +150,11 @@ test('close is refused while a guard is held', (t) => {
   guard.release()
   t.notThrows(() => mutex.close())
   t.throws(() => mutex.tryLock(), { code: 'ECLOSED' })
+  // The native slot is reused by the next open; the closed handle must not reach it.
+  const other = SharedMutex.open(freshPath())
+  t.throws(() => mutex.lockSync(), { code: 'ECLOSED' })
+  t.is(mutex.fd, -1)
+  other.close()
 })
 
 test('destroy is EBUSY while open, then removes the file', (t) => {

@@ -3,8 +3,9 @@
 //! TypeScript API on top.
 
 mod errors;
-mod guard;
+mod fast;
 mod mutex;
+mod token;
 mod waiter;
 
 use napi_derive::napi;

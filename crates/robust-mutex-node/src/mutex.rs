@@ -1,17 +1,25 @@
-//! `NativeMutex`: argument conversion and thread hand-off over `robust_mutex::SharedMutex`.
+//! The binding's functions: argument conversion and thread hand-off over
+//! `robust_mutex::SharedMutex`.
+//!
+//! Handles are small integers into a per-thread table, and the functions are plain napi
+//! functions rather than class methods: a napi-rs class method call costs ~0.5 µs here (type-tag
+//! check, unwrap, borrow tracking), several times the whole lock/unlock budget. The table is
+//! thread-local because each JS thread (main or worker) is its own lock owner; a worker's table
+//! dies with its thread.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi::CleanupEnvHook;
 use napi_derive::napi;
-use robust_mutex::{CancelToken, OpenOptions, SharedMutex};
+use robust_mutex::{CancelToken, OpenOptions, OwnedMutexGuard, SharedMutex};
 
 use crate::errors::{closed, coded, to_napi};
-use crate::guard::NativeGuard;
+use crate::token::Token;
 use crate::waiter::{Request, WaiterShared};
 
 /// Options of `NativeMutex.open`, as passed by `index.ts`.
@@ -104,160 +112,261 @@ impl Default for NativeCancel {
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+static LOCAL_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// One handle to a mutex file (or anonymous mutex) in one JS environment.
-#[napi]
-pub struct NativeMutex {
-    mutex: Option<SharedMutex>,
+/// A lock held by the JS thread itself (fast path or `lockSync`).
+struct Local {
+    id: u64,
+    guard: OwnedMutexGuard,
+}
+
+/// One open handle in this thread's table.
+struct Handle {
+    mutex: SharedMutex,
     shared: Arc<WaiterShared>,
-    path: Option<String>,
+    /// Locks held by this JS thread through this handle (rarely more than one).
+    local: Vec<Local>,
     cleanup: Option<CleanupEnvHook<Arc<WaiterShared>>>,
+}
+
+impl Handle {
+    fn hold(&mut self, guard: OwnedMutexGuard) -> f64 {
+        let id = LOCAL_IDS.fetch_add(1, Ordering::Relaxed);
+        let owner_died = guard.owner_died();
+        self.local.push(Local { id, guard });
+        Token { id, remote: false, owner_died }.encode()
+    }
+
+    fn take_local(&mut self, id: u64) -> Result<OwnedMutexGuard> {
+        let index = self
+            .local
+            .iter()
+            .position(|l| l.id == id)
+            .ok_or_else(|| coded("ERELEASED", "the lock guard was already released"))?;
+        Ok(self.local.swap_remove(index).guard)
+    }
+}
+
+impl Drop for Handle {
+    /// The thread ends (or its table is dropped) while it still holds: the critical section
+    /// never finished, so the lock is not unlocked; the thread's exit makes the kernel report the
+    /// owner death to the next acquirer.
+    fn drop(&mut self) {
+        for local in self.local.drain(..) {
+            std::mem::forget(local.guard);
+        }
+        self.shared.shutdown();
+    }
+}
+
+thread_local! {
+    static HANDLES: RefCell<Vec<Option<Handle>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_handle<T>(handle: u32, f: impl FnOnce(&mut Handle) -> Result<T>) -> Result<T> {
+    HANDLES.with(|table| {
+        let mut table = table.borrow_mut();
+        match table.get_mut(handle as usize).and_then(Option::as_mut) {
+            Some(h) => f(h),
+            None => Err(closed()),
+        }
+    })
+}
+
+fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
+    let shared = Arc::new(WaiterShared::default());
+    // A worker that terminates (or an env torn down) while the waiter thread holds for it must
+    // abandon that lock, so that others see the owner death.
+    let cleanup = env.add_env_cleanup_hook(Arc::clone(&shared), |shared| shared.abandon_all())?;
+    let handle = Handle { mutex, shared, local: Vec::new(), cleanup: Some(cleanup) };
+    HANDLES.with(|table| {
+        let mut table = table.borrow_mut();
+        let slot = table.iter().position(Option::is_none).unwrap_or_else(|| {
+            table.push(None);
+            table.len() - 1
+        });
+        table[slot] = Some(handle);
+        Ok(slot as u32)
+    })
 }
 
 fn deadline_after(timeout_ms: Option<f64>) -> Result<Option<Instant>> {
     match timeout_ms {
         None => Ok(None),
+        Some(ms) if ms == f64::INFINITY => Ok(None),
         Some(ms) if ms.is_finite() && ms >= 0.0 => {
             Ok(Instant::now().checked_add(Duration::from_secs_f64(ms / 1000.0)))
         }
-        Some(ms) if ms == f64::INFINITY => Ok(None),
         Some(ms) => Err(coded("EINVAL", format!("timeout must be a non-negative number of milliseconds, got {ms}"))),
     }
 }
 
-impl NativeMutex {
-    fn wrap(env: &Env, mutex: SharedMutex) -> Result<NativeMutex> {
-        let shared = Arc::new(WaiterShared::default());
-        // A worker that terminates (or an env torn down) while a waiter thread holds for it
-        // must abandon that lock, so that others see the owner death.
-        let cleanup = env.add_env_cleanup_hook(Arc::clone(&shared), |shared| shared.abandon_all())?;
-        let path = mutex.path().map(|p| p.to_string_lossy().into_owned());
-        Ok(NativeMutex { mutex: Some(mutex), shared, path, cleanup: Some(cleanup) })
+/// Opens or creates a mutex file; returns a handle.
+#[napi]
+pub fn open(env: Env, path: String, options: Option<NativeOpenOptions>) -> Result<u32> {
+    let mut open = OpenOptions::new();
+    if let Some(o) = options {
+        if let Some(mode) = o.mode {
+            open.mode(mode);
+        }
+        if let Some(create) = o.create {
+            open.create(create);
+        }
+        open.allow_foreign_pid_namespace(o.allow_foreign_pid_namespace.unwrap_or(false))
+            .allow_network_filesystem(o.allow_network_filesystem.unwrap_or(false))
+            .allow_other_owner(o.allow_other_owner.unwrap_or(false));
     }
-
-    fn mutex(&self) -> Result<&SharedMutex> {
-        self.mutex.as_ref().ok_or_else(closed)
-    }
+    register(&env, open.open(&path).map_err(to_napi)?)
 }
 
+/// A nameless mutex (memfd) to share with child processes through its `fd`.
 #[napi]
-impl NativeMutex {
-    /// Opens or creates a mutex file.
-    #[napi(factory)]
-    pub fn open(env: Env, path: String, options: Option<NativeOpenOptions>) -> Result<NativeMutex> {
-        let mut open = OpenOptions::new();
-        if let Some(o) = options {
-            if let Some(mode) = o.mode {
-                open.mode(mode);
-            }
-            if let Some(create) = o.create {
-                open.create(create);
-            }
-            open.allow_foreign_pid_namespace(o.allow_foreign_pid_namespace.unwrap_or(false))
-                .allow_network_filesystem(o.allow_network_filesystem.unwrap_or(false))
-                .allow_other_owner(o.allow_other_owner.unwrap_or(false));
-        }
-        let mutex = open.open(&path).map_err(to_napi)?;
-        NativeMutex::wrap(&env, mutex)
-    }
+pub fn anonymous(env: Env) -> Result<u32> {
+    register(&env, SharedMutex::anonymous().map_err(to_napi)?)
+}
 
-    /// A nameless mutex (memfd) to share with child processes through its `fd`.
-    #[napi(factory)]
-    pub fn anonymous(env: Env) -> Result<NativeMutex> {
-        NativeMutex::wrap(&env, SharedMutex::anonymous().map_err(to_napi)?)
+/// Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated).
+#[napi]
+pub fn from_fd(env: Env, fd: i32) -> Result<u32> {
+    if fd < 0 {
+        return Err(coded("EBADF", format!("{fd} is not a file descriptor")));
     }
+    // SAFETY: only borrowed for the duplication below; `fcntl(F_DUPFD_CLOEXEC)` reports a closed
+    // descriptor as EBADF instead of misbehaving.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed
+        .try_clone_to_owned()
+        .map_err(|e| coded("EBADF", format!("cannot use file descriptor {fd}: {e}")))?;
+    register(&env, SharedMutex::from_fd(owned).map_err(to_napi)?)
+}
 
-    /// Opens the mutex behind an inherited descriptor (which stays the caller's: it is
-    /// duplicated).
-    #[napi(factory)]
-    pub fn from_fd(env: Env, fd: i32) -> Result<NativeMutex> {
-        if fd < 0 {
-            return Err(coded("EBADF", format!("{fd} is not a file descriptor")));
-        }
-        // SAFETY: only borrowed for the duplication below; `fcntl(F_DUPFD_CLOEXEC)` reports a
-        // closed descriptor as EBADF instead of misbehaving.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let owned = borrowed
-            .try_clone_to_owned()
-            .map_err(|e| coded("EBADF", format!("cannot use file descriptor {fd}: {e}")))?;
-        NativeMutex::wrap(&env, SharedMutex::from_fd(owned).map_err(to_napi)?)
-    }
+/// Retires and removes a mutex file (EBUSY while in use).
+#[napi]
+pub fn destroy(path: String) -> Result<()> {
+    SharedMutex::destroy(&path).map_err(to_napi)
+}
 
-    /// Retires and removes a mutex file (EBUSY while in use).
-    #[napi]
-    pub fn destroy(path: String) -> Result<()> {
-        SharedMutex::destroy(&path).map_err(to_napi)
-    }
+/// Clears POISONED on a mutex file.
+#[napi]
+pub fn reset(path: String) -> Result<()> {
+    SharedMutex::reset(&path).map_err(to_napi)
+}
 
-    /// Clears POISONED on a mutex file.
-    #[napi]
-    pub fn reset(path: String) -> Result<()> {
-        SharedMutex::reset(&path).map_err(to_napi)
-    }
+/// Clears POISONED through a handle.
+#[napi]
+pub fn reset_poison(handle: u32) -> Result<()> {
+    with_handle(handle, |h| h.mutex.reset_poison().map_err(to_napi))
+}
 
-    /// Clears POISONED through this handle.
-    #[napi]
-    pub fn reset_poison(&self) -> Result<()> {
-        self.mutex()?.reset_poison().map_err(to_napi)
-    }
+/// The path, or null for anonymous and inherited mutexes.
+#[napi]
+pub fn path_of(handle: u32) -> Result<Option<String>> {
+    with_handle(handle, |h| Ok(h.mutex.path().map(|p| p.to_string_lossy().into_owned())))
+}
 
-    /// The path, or null for anonymous and inherited mutexes.
-    #[napi(getter)]
-    pub fn path(&self) -> Option<String> {
-        self.path.clone()
-    }
+/// The descriptor, to pass to child processes.
+#[napi]
+pub fn fd_of(handle: u32) -> Result<i32> {
+    with_handle(handle, |h| Ok(h.mutex.as_fd().as_raw_fd()))
+}
 
-    /// The descriptor, to pass to child processes (-1 once closed).
-    #[napi(getter)]
-    pub fn fd(&self) -> i32 {
-        self.mutex.as_ref().map_or(-1, |m| m.as_fd().as_raw_fd())
-    }
+/// The fast path: one trylock on the calling JS thread. Returns a lock token, or 0 when held
+/// elsewhere; throws EDEADLK when this thread holds it.
+#[napi]
+pub fn try_lock(handle: u32) -> Result<f64> {
+    with_handle(handle, |h| match h.mutex.try_lock_owned().map_err(to_napi)? {
+        Some(guard) => Ok(h.hold(guard)),
+        None => Ok(0.0),
+    })
+}
 
-    /// The fast path: one trylock on the calling JS thread. Null when held elsewhere; throws
-    /// EDEADLK when this thread holds it.
-    #[napi]
-    pub fn try_lock(&self) -> Result<Option<NativeGuard>> {
-        let guard = self.mutex()?.try_lock_owned().map_err(to_napi)?;
-        Ok(guard.map(|g| NativeGuard::js_thread(g, Arc::clone(&self.shared))))
-    }
-
-    /// Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional).
-    #[napi]
-    pub fn lock_sync(&self, timeout_ms: Option<f64>) -> Result<NativeGuard> {
-        let mutex = self.mutex()?;
-        if self.shared.holding.load(Ordering::Acquire) {
+/// Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional). Returns a token.
+#[napi]
+pub fn lock_sync(handle: u32, timeout_ms: Option<f64>) -> Result<f64> {
+    let deadline = deadline_after(timeout_ms)?;
+    with_handle(handle, |h| {
+        if h.shared.holding() {
             return Err(to_napi(robust_mutex::Error::Deadlock));
         }
-        let deadline = deadline_after(timeout_ms)?;
-        let guard = mutex.lock_until_owned(deadline, &CancelToken::new()).map_err(to_napi)?;
-        Ok(NativeGuard::js_thread(guard, Arc::clone(&self.shared)))
-    }
+        let guard = h.mutex.lock_until_owned(deadline, &CancelToken::new()).map_err(to_napi)?;
+        Ok(h.hold(guard))
+    })
+}
 
-    /// Waits on this handle's waiter thread; the promise resolves on the JS thread.
-    #[napi(ts_return_type = "Promise<NativeGuard>")]
-    pub fn lock_async<'env>(
-        &self,
-        env: &'env Env,
-        cancel: &NativeCancel,
-        timeout_ms: Option<f64>,
-    ) -> Result<Object<'env>> {
-        let mutex = self.mutex()?;
-        let deadline = deadline_after(timeout_ms)?;
-        let (deferred, promise) = env.create_deferred()?;
-        let request = Request {
-            id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
-            deadline,
-            cancel: cancel.token.clone(),
-            deferred,
+/// Waits on the handle's waiter thread; the promise resolves with a token on the JS thread.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn lock_async<'env>(
+    env: &'env Env,
+    handle: u32,
+    cancel: &NativeCancel,
+    timeout_ms: Option<f64>,
+) -> Result<Object<'env>> {
+    let deadline = deadline_after(timeout_ms)?;
+    let (deferred, promise) = env.create_deferred()?;
+    let request =
+        Request { id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed), deadline, cancel: cancel.token.clone(), deferred };
+    with_handle(handle, |h| h.shared.submit(&h.mutex, request))?;
+    Ok(promise)
+}
+
+/// Unlocks the lock of `token` on the thread that holds it (marking it consistent after an owner
+/// death, or poisoned when `poison`). Returns once the lock is free; ERELEASED if the token was
+/// already released.
+#[napi]
+pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
+    let token = Token::decode(token)?;
+    with_handle(handle, |h| {
+        if token.remote {
+            return h.shared.release(token.id, poison);
+        }
+        let mut guard = h.take_local(token.id)?;
+        if poison {
+            guard.poison();
+        }
+        guard.release().map_err(to_napi)
+    })
+}
+
+/// For a grant that arrived after its request was aborted, or whose guard object was collected
+/// unreleased: give it back. With `abandon` (or an owner death) a waiter-thread lock is
+/// abandoned, so the next acquirer is told its owner died; a JS-thread lock that cannot be
+/// released cleanly stays held until the thread exits.
+#[napi]
+pub fn give_back(handle: u32, token: f64, abandon: bool) -> Result<()> {
+    let token = Token::decode(token)?;
+    with_handle(handle, |h| {
+        if token.remote {
+            h.shared.give_back(token.id, abandon || token.owner_died);
+        } else if let Ok(guard) = h.take_local(token.id) {
+            if abandon || token.owner_died {
+                std::mem::forget(guard);
+            } else {
+                drop(guard);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Who died holding the lock before `token` acquired it, as it recorded itself.
+#[napi]
+pub fn dead_owner(handle: u32, token: f64) -> Result<Option<NativeOwner>> {
+    let token = Token::decode(token)?;
+    with_handle(handle, |h| {
+        let owner = if token.remote {
+            h.shared.dead_owner(token.id)
+        } else {
+            h.local.iter().find(|l| l.id == token.id).and_then(|l| l.guard.dead_owner())
         };
-        self.shared.submit(mutex, request)?;
-        Ok(promise)
-    }
+        Ok(owner.map(NativeOwner::from))
+    })
+}
 
-    /// A snapshot of the lock and its counters.
-    #[napi]
-    pub fn state(&self) -> Result<NativeState> {
-        let s = self.mutex()?.state();
+/// A snapshot of the lock and its counters.
+#[napi]
+pub fn state(handle: u32) -> Result<NativeState> {
+    with_handle(handle, |h| {
+        let s = h.mutex.state();
         Ok(NativeState {
             locked: s.locked,
             holder_tid: s.holder_tid,
@@ -269,39 +378,39 @@ impl NativeMutex {
             contended: s.contended as f64,
             owner_deaths: s.owner_deaths as f64,
         })
-    }
-
-    /// The file was deleted or replaced at its path.
-    #[napi]
-    pub fn is_stale(&self) -> Result<bool> {
-        Ok(self.mutex()?.is_stale())
-    }
-
-    /// Closes the handle; EBUSY while one of its guards is unreleased or a wait is pending.
-    #[napi]
-    pub fn close(&mut self, env: Env) -> Result<()> {
-        if self.mutex.is_none() {
-            return Ok(());
-        }
-        if self.shared.held.load(Ordering::Acquire) > 0 {
-            return Err(coded("EBUSY", "a lock guard of this handle is still held; release it first"));
-        }
-        if self.shared.has_pending() {
-            return Err(coded("EBUSY", "a lock() of this handle is still pending"));
-        }
-        self.shared.shutdown();
-        if let Some(hook) = self.cleanup.take() {
-            env.remove_env_cleanup_hook(hook)?;
-        }
-        if let Some(mutex) = self.mutex.take() {
-            mutex.close().map_err(to_napi)?;
-        }
-        Ok(())
-    }
+    })
 }
 
-impl Drop for NativeMutex {
-    fn drop(&mut self) {
-        self.shared.shutdown();
+/// The file was deleted or replaced at its path.
+#[napi]
+pub fn is_stale(handle: u32) -> Result<bool> {
+    with_handle(handle, |h| Ok(h.mutex.is_stale()))
+}
+
+/// Closes a handle; EBUSY while one of its locks is held or a wait is pending. Closing a closed
+/// handle does nothing.
+#[napi]
+pub fn close(env: Env, handle: u32) -> Result<()> {
+    let removed = HANDLES.with(|table| {
+        let mut table = table.borrow_mut();
+        let Some(slot) = table.get_mut(handle as usize) else { return Ok(None) };
+        let Some(h) = slot.as_ref() else { return Ok(None) };
+        if !h.local.is_empty() || h.shared.holding() {
+            return Err(coded("EBUSY", "a lock guard of this handle is still held; release it first"));
+        }
+        if h.shared.has_pending() {
+            return Err(coded("EBUSY", "a lock() of this handle is still pending"));
+        }
+        Ok(slot.take())
+    })?;
+    if let Some(mut h) = removed {
+        if let Some(hook) = h.cleanup.take() {
+            env.remove_env_cleanup_hook(hook)?;
+        }
+        h.shared.shutdown();
+        let mutex = h.mutex.clone();
+        drop(h);
+        mutex.close().map_err(to_napi)?;
     }
+    Ok(())
 }

@@ -13,16 +13,16 @@
 //! holding it, so the kernel marks the lock owner-died again and the next acquirer still learns
 //! that the protected state may be half-written.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use napi::{Env, JsDeferred};
-use robust_mutex::{CancelToken, OwnedMutexGuard, SharedMutex};
+use robust_mutex::{CancelToken, OwnedMutexGuard, OwnerInfo, SharedMutex};
 
-use crate::errors::{cancelled, to_napi};
-use crate::guard::NativeGuard;
+use crate::errors::{cancelled, coded, to_napi};
+use crate::token::Token;
 
 /// What a JS holder decided about a lock held on the waiter thread.
 pub(crate) enum Control {
@@ -39,25 +39,29 @@ pub(crate) struct Request {
     pub id: u64,
     pub deadline: Option<Instant>,
     pub cancel: CancelToken,
-    pub deferred: JsDeferred<NativeGuard, Resolver>,
+    pub deferred: JsDeferred<f64, Resolver>,
 }
 
-/// Settles on the JS thread with the guard (or the error) of a request.
-pub(crate) type Resolver = Box<dyn FnOnce(Env) -> napi::Result<NativeGuard> + Send>;
+/// Settles on the JS thread with the token (or the error) of a request.
+pub(crate) type Resolver = Box<dyn FnOnce(Env) -> napi::Result<f64> + Send>;
+
+/// The lock currently held on the waiter thread on behalf of JavaScript.
+struct Grant {
+    id: u64,
+    control: SyncSender<Control>,
+    dead_owner: Option<OwnerInfo>,
+}
+
+static GRANT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// State shared by a handle, its waiter thread and its environment's cleanup hook.
 #[derive(Default)]
 pub(crate) struct WaiterShared {
     queue: Mutex<Option<Sender<Request>>>,
-    /// The control channel of the lock currently held on the waiter thread, if any.
-    grant: Mutex<Option<SyncSender<Control>>>,
+    /// The lock currently held on the waiter thread, if any.
+    grant: Mutex<Option<Grant>>,
     /// Requests not yet settled, by id, with their cancel tokens.
     pending: Mutex<Vec<(u64, CancelToken)>>,
-    /// A lock is held on the waiter thread on behalf of JS (a sync lock from the JS thread
-    /// would wait for itself).
-    pub holding: AtomicBool,
-    /// Guards of this handle not yet released (closing the handle is refused meanwhile).
-    pub held: AtomicUsize,
 }
 
 impl WaiterShared {
@@ -90,9 +94,47 @@ impl WaiterShared {
             cancel.cancel();
         }
         if let Some(grant) = lock(&self.grant).take() {
-            let _ = grant.send(Control::Abandon);
+            let _ = grant.control.send(Control::Abandon);
         }
         self.shutdown();
+    }
+
+    /// A lock is held on the waiter thread for JavaScript (a sync lock from the JS thread would
+    /// wait for itself).
+    pub(crate) fn holding(&self) -> bool {
+        lock(&self.grant).is_some()
+    }
+
+    fn take_grant(&self, id: u64) -> napi::Result<Grant> {
+        let mut grant = lock(&self.grant);
+        match grant.take() {
+            Some(g) if g.id == id => Ok(g),
+            other => {
+                *grant = other;
+                Err(coded("ERELEASED", "the lock guard was already released"))
+            }
+        }
+    }
+
+    /// Unlocks the grant `id` on the waiter thread (consistent or poisoned first) and returns
+    /// once the lock is free.
+    pub(crate) fn release(&self, id: u64, poison: bool) -> napi::Result<()> {
+        let grant = self.take_grant(id)?;
+        let gone = || coded("EPERM", "the thread holding this lock is gone");
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        grant.control.send(Control::Release { poison, ack: ack_tx }).map_err(|_| gone())?;
+        ack_rx.recv().map_err(|_| gone())?.map_err(to_napi)
+    }
+
+    /// Gives back a grant nobody claimed (abort race) or abandons one whose guard was lost.
+    pub(crate) fn give_back(&self, id: u64, abandon: bool) {
+        if let Ok(grant) = self.take_grant(id) {
+            let _ = grant.control.send(if abandon { Control::Abandon } else { Control::Dispose });
+        }
+    }
+
+    pub(crate) fn dead_owner(&self, id: u64) -> Option<OwnerInfo> {
+        lock(&self.grant).as_ref().filter(|g| g.id == id).and_then(|g| g.dead_owner)
     }
 
     fn settled(&self, id: u64) {
@@ -129,23 +171,22 @@ fn serve(mutex: SharedMutex, requests: Receiver<Request>, shared: Arc<WaiterShar
         };
         shared.settled(id);
         let owner_died = guard.owner_died();
-        let dead_owner = guard.dead_owner();
-        let (control_tx, control_rx) = mpsc::sync_channel(1);
-        *lock(&shared.grant) = Some(control_tx.clone());
-        shared.holding.store(true, Ordering::Release);
-        let handoff_shared = Arc::clone(&shared);
+        let id = GRANT_IDS.fetch_add(1, Ordering::Relaxed);
+        let (control, control_rx) = mpsc::sync_channel(1);
+        *lock(&shared.grant) = Some(Grant { id, control, dead_owner: guard.dead_owner() });
+        let handoff = Arc::clone(&shared);
         deferred.resolve(Box::new(move |_env| {
             // Runs on the JS thread. An abort that raced the acquisition wins: the grant is
             // given back instead of resolving a promise nobody waits for.
             if cancel.is_cancelled() {
-                let _ = control_tx.send(Control::Dispose);
+                handoff.give_back(id, false);
                 return Err(cancelled());
             }
-            Ok(NativeGuard::remote(control_tx, owner_died, dead_owner, handoff_shared))
+            Ok(Token { id, remote: true, owner_died }.encode())
         }));
+        // Every way out of a grant takes it from `shared.grant` first; a grant whose environment
+        // vanished (the resolver dropped unrun) is abandoned by the cleanup hook.
         let decision = control_rx.recv().unwrap_or(Control::Abandon);
-        *lock(&shared.grant) = None;
-        shared.holding.store(false, Ordering::Release);
         match decision {
             Control::Release { poison, ack } => {
                 let _ = ack.send(release(guard, poison));
