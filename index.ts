@@ -253,7 +253,11 @@ export class LockGuard implements Disposable {
     if (this.#released) throw new ReleasedError('the lock guard was already released')
     this.#released = true
     if (this.#token & REMOTE_BIT) abandonUnreleased.unregister(this)
-    native(() => fast.releaseFast(this.#handle, this.#token, this.#poison))
+    try {
+      fast.releaseFast(this.#handle, this.#token, this.#poison)
+    } catch (err) {
+      throw translate(err)
+    }
   }
 
   /** Release if still held; never throws. */
@@ -396,7 +400,12 @@ export class SharedMutex implements Disposable {
 
   /** Acquire if free; null if held elsewhere. DeadlockError if this thread holds it. */
   tryLock(): LockGuard | null {
-    const granted = native(() => fast.tryLockFast(this.#open()))
+    let granted: number
+    try {
+      granted = fast.tryLockFast(this.#open())
+    } catch (err) {
+      throw translate(err)
+    }
     return granted !== 0 ? this.#admit(granted) : null
   }
 

@@ -55,7 +55,7 @@ unsafe fn throw(env: sys::napi_env, err: napi::Error) -> sys::napi_value {
 
 fn handle_arg(value: Option<f64>) -> Result<u32> {
     match value {
-        Some(v) if v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0 => Ok(v as u32),
+        Some(v) if (0.0..=u32::MAX as f64).contains(&v) && (v as u32) as f64 == v => Ok(v as u32),
         _ => Err(crate::errors::coded("EINVAL", "the mutex handle must be a handle number")),
     }
 }

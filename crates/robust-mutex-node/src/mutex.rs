@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use napi::bindgen_prelude::*;
 use napi::CleanupEnvHook;
 use napi_derive::napi;
-use robust_mutex::{CancelToken, OpenOptions, OwnedMutexGuard, SharedMutex};
+use robust_mutex::{CancelToken, OpenOptions, RawAcquisition, SharedMutex};
 
 use crate::errors::{closed, coded, to_napi};
 use crate::token::Token;
@@ -112,12 +112,12 @@ impl Default for NativeCancel {
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-static LOCAL_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// A lock held by the JS thread itself (fast path or `lockSync`).
+/// A lock held by the JS thread itself (fast path or `lockSync`). The table being thread-local,
+/// every entry was acquired by the thread that can see it.
 struct Local {
     id: u64,
-    guard: OwnedMutexGuard,
+    held: RawAcquisition,
 }
 
 /// One open handle in this thread's table.
@@ -126,35 +126,45 @@ struct Handle {
     shared: Arc<WaiterShared>,
     /// Locks held by this JS thread through this handle (rarely more than one).
     local: Vec<Local>,
+    next_local_id: u64,
     cleanup: Option<CleanupEnvHook<Arc<WaiterShared>>>,
 }
 
 impl Handle {
-    fn hold(&mut self, guard: OwnedMutexGuard) -> f64 {
-        let id = LOCAL_IDS.fetch_add(1, Ordering::Relaxed);
-        let owner_died = guard.owner_died();
-        self.local.push(Local { id, guard });
+    #[inline]
+    fn hold(&mut self, held: RawAcquisition) -> f64 {
+        self.next_local_id += 1;
+        let id = self.next_local_id;
+        let owner_died = held.owner_died();
+        self.local.push(Local { id, held });
         Token { id, remote: false, owner_died }.encode()
     }
 
-    fn take_local(&mut self, id: u64) -> Result<OwnedMutexGuard> {
-        let index = self
-            .local
-            .iter()
-            .position(|l| l.id == id)
-            .ok_or_else(|| coded("ERELEASED", "the lock guard was already released"))?;
-        Ok(self.local.swap_remove(index).guard)
+    #[inline]
+    fn take_local(&mut self, id: u64) -> Result<RawAcquisition> {
+        match self.local.iter().position(|l| l.id == id) {
+            Some(index) => Ok(self.local.swap_remove(index).held),
+            None => Err(coded("ERELEASED", "the lock guard was already released")),
+        }
+    }
+
+    #[inline]
+    fn release_local(&mut self, id: u64, poison: bool) -> Result<()> {
+        let mut held = self.take_local(id)?;
+        if poison {
+            held.poison();
+        }
+        // SAFETY: `held` was acquired from `self.mutex` by this thread: the table is
+        // thread-local, so only the acquiring thread can reach the entry.
+        unsafe { self.mutex.release_raw(held) }.map_err(to_napi)
     }
 }
 
 impl Drop for Handle {
     /// The thread ends (or its table is dropped) while it still holds: the critical section
-    /// never finished, so the lock is not unlocked; the thread's exit makes the kernel report the
-    /// owner death to the next acquirer.
+    /// never finished, so the lock is not unlocked (dropping a `RawAcquisition` keeps it held);
+    /// the thread's exit makes the kernel report the owner death to the next acquirer.
     fn drop(&mut self) {
-        for local in self.local.drain(..) {
-            std::mem::forget(local.guard);
-        }
         self.shared.shutdown();
     }
 }
@@ -178,7 +188,7 @@ fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
     // A worker that terminates (or an env torn down) while the waiter thread holds for it must
     // abandon that lock, so that others see the owner death.
     let cleanup = env.add_env_cleanup_hook(Arc::clone(&shared), |shared| shared.abandon_all())?;
-    let handle = Handle { mutex, shared, local: Vec::new(), cleanup: Some(cleanup) };
+    let handle = Handle { mutex, shared, local: Vec::new(), next_local_id: 0, cleanup: Some(cleanup) };
     HANDLES.with(|table| {
         let mut table = table.borrow_mut();
         let slot = table.iter().position(Option::is_none).unwrap_or_else(|| {
@@ -274,8 +284,8 @@ pub fn fd_of(handle: u32) -> Result<i32> {
 /// elsewhere; throws EDEADLK when this thread holds it.
 #[napi]
 pub fn try_lock(handle: u32) -> Result<f64> {
-    with_handle(handle, |h| match h.mutex.try_lock_owned().map_err(to_napi)? {
-        Some(guard) => Ok(h.hold(guard)),
+    with_handle(handle, |h| match h.mutex.try_acquire_raw().map_err(to_napi)? {
+        Some(held) => Ok(h.hold(held)),
         None => Ok(0.0),
     })
 }
@@ -288,8 +298,8 @@ pub fn lock_sync(handle: u32, timeout_ms: Option<f64>) -> Result<f64> {
         if h.shared.holding() {
             return Err(to_napi(robust_mutex::Error::Deadlock));
         }
-        let guard = h.mutex.lock_until_owned(deadline, &CancelToken::new()).map_err(to_napi)?;
-        Ok(h.hold(guard))
+        let held = h.mutex.acquire_raw_until(deadline, &CancelToken::new()).map_err(to_napi)?;
+        Ok(h.hold(held))
     })
 }
 
@@ -319,11 +329,7 @@ pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
         if token.remote {
             return h.shared.release(token.id, poison);
         }
-        let mut guard = h.take_local(token.id)?;
-        if poison {
-            guard.poison();
-        }
-        guard.release().map_err(to_napi)
+        h.release_local(token.id, poison)
     })
 }
 
@@ -337,12 +343,11 @@ pub fn give_back(handle: u32, token: f64, abandon: bool) -> Result<()> {
     with_handle(handle, |h| {
         if token.remote {
             h.shared.give_back(token.id, abandon || token.owner_died);
-        } else if let Ok(guard) = h.take_local(token.id) {
-            if abandon || token.owner_died {
-                std::mem::forget(guard);
-            } else {
-                drop(guard);
-            }
+        } else if abandon || token.owner_died {
+            // Dropping the raw acquisition keeps the lock held until this thread exits.
+            drop(h.take_local(token.id));
+        } else {
+            let _ = h.release_local(token.id, false);
         }
         Ok(())
     })
@@ -356,7 +361,7 @@ pub fn dead_owner(handle: u32, token: f64) -> Result<Option<NativeOwner>> {
         let owner = if token.remote {
             h.shared.dead_owner(token.id)
         } else {
-            h.local.iter().find(|l| l.id == token.id).and_then(|l| l.guard.dead_owner())
+            h.local.iter().find(|l| l.id == token.id).and_then(|l| l.held.dead_owner())
         };
         Ok(owner.map(NativeOwner::from))
     })

@@ -17,7 +17,8 @@ impl Token {
     }
 
     pub(crate) fn decode(value: f64) -> napi::Result<Token> {
-        if !(value.is_finite() && value >= 4.0 && value.fract() == 0.0 && value < 2f64.powi(53)) {
+        // `as u64` saturates and truncates; the round trip rejects fractions, NaN and overflow.
+        if !((4.0..9_007_199_254_740_992.0).contains(&value) && (value as u64) as f64 == value) {
             return Err(crate::errors::coded("EINVAL", format!("{value} is not a lock token")));
         }
         let raw = value as u64;

@@ -55,6 +55,8 @@ mod options;
 #[cfg(supported)]
 mod raw;
 #[cfg(supported)]
+mod raw_api;
+#[cfg(supported)]
 mod registry;
 #[cfg(supported)]
 mod selftest;
@@ -67,6 +69,8 @@ mod sys;
 pub use guard::{MutexGuard, OwnedMutexGuard};
 #[cfg(supported)]
 pub use mutex::SharedMutex;
+#[cfg(supported)]
+pub use raw_api::RawAcquisition;
 #[cfg(supported)]
 pub use options::OpenOptions;
 #[cfg(supported)]

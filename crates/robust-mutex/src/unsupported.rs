@@ -51,6 +51,31 @@ pub struct OwnedMutexGuard {
     never: Infallible,
 }
 
+/// Never constructed on this platform.
+///
+/// ```
+/// let _ = std::mem::size_of::<robust_mutex::RawAcquisition>();
+/// ```
+#[derive(Debug)]
+pub struct RawAcquisition {
+    never: Infallible,
+}
+
+impl RawAcquisition {
+    /// Unreachable: no acquisition exists here.
+    pub fn owner_died(&self) -> bool {
+        match self.never {}
+    }
+    /// Unreachable: no acquisition exists here.
+    pub fn dead_owner(&self) -> Option<OwnerInfo> {
+        match self.never {}
+    }
+    /// Unreachable: no acquisition exists here.
+    pub fn poison(&mut self) {
+        match self.never {}
+    }
+}
+
 /// Options; opening still fails with [`Error::Unsupported`] on this platform.
 ///
 /// ```
@@ -259,6 +284,21 @@ impl SharedMutex {
     }
     /// Unreachable: no `SharedMutex` exists here.
     pub fn reset_poison(&self) -> Result<(), Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn try_acquire_raw(&self) -> Result<Option<RawAcquisition>, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    pub fn acquire_raw_until(&self, _deadline: Option<Instant>, _cancel: &CancelToken) -> Result<RawAcquisition, Error> {
+        match self.never {}
+    }
+    /// Unreachable: no `SharedMutex` exists here.
+    ///
+    /// # Safety
+    /// As on Linux: an acquisition of this mutex, released on its thread.
+    pub unsafe fn release_raw(&self, _held: RawAcquisition) -> Result<(), Error> {
         match self.never {}
     }
 }

@@ -1,0 +1,129 @@
+//! The unsafe raw contract, kept apart from the safe guards (the `lock_api` split): an
+//! acquisition that is a plain value, released by an `unsafe` call. For bindings that keep held
+//! locks in their own tables, where a guard per acquisition (and its reference count) would cost
+//! more than the lock itself.
+
+use std::time::Instant;
+
+use crate::guard::Acquisition;
+use crate::{CancelToken, Error, OwnerInfo, SharedMutex};
+
+/// A held lock, as a plain value. Dropping it does **not** unlock: the lock stays held until
+/// [`SharedMutex::release_raw`] or until the acquiring thread exits (then the next acquirer is
+/// told its owner died).
+///
+/// ```
+/// let mutex = robust_mutex::SharedMutex::anonymous()?;
+/// let held = mutex.try_acquire_raw()?.expect("free");
+/// assert!(!held.owner_died());
+/// // SAFETY: acquired just above, on this thread, from this mutex.
+/// unsafe { mutex.release_raw(held) }?;
+/// # Ok::<(), robust_mutex::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping a RawAcquisition leaves the lock held"]
+pub struct RawAcquisition {
+    acq: Acquisition,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl RawAcquisition {
+    fn new(acq: Acquisition) -> RawAcquisition {
+        RawAcquisition { acq, _not_send: std::marker::PhantomData }
+    }
+
+    /// The previous holder died holding the lock (see [`MutexGuard::owner_died`]).
+    ///
+    /// [`MutexGuard::owner_died`]: crate::MutexGuard::owner_died
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw()?.unwrap();
+    /// assert!(!held.owner_died());
+    /// # unsafe { mutex.release_raw(held) }?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn owner_died(&self) -> bool {
+        self.acq.owner_died
+    }
+
+    /// Who died holding it, when it recorded itself.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw()?.unwrap();
+    /// assert!(held.dead_owner().is_none());
+    /// # unsafe { mutex.release_raw(held) }?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn dead_owner(&self) -> Option<OwnerInfo> {
+        self.acq.dead_owner
+    }
+
+    /// Poison the mutex when this acquisition is released.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let mut held = mutex.try_acquire_raw()?.unwrap();
+    /// held.poison();
+    /// unsafe { mutex.release_raw(held) }?;
+    /// assert!(mutex.state().poisoned);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn poison(&mut self) {
+        self.acq.poison = true;
+    }
+}
+
+impl SharedMutex {
+    /// [`try_lock`](Self::try_lock) returning a [`RawAcquisition`].
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw()?.expect("free");
+    /// # unsafe { mutex.release_raw(held) }?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire_raw(&self) -> Result<Option<RawAcquisition>, Error> {
+        Ok(self.inner.try_acquire()?.map(RawAcquisition::new))
+    }
+
+    /// [`lock_until_owned`](Self::lock_until_owned) returning a [`RawAcquisition`].
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.acquire_raw_until(None, &robust_mutex::CancelToken::new())?;
+    /// # unsafe { mutex.release_raw(held) }?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn acquire_raw_until(
+        &self,
+        deadline: Option<Instant>,
+        cancel: &CancelToken,
+    ) -> Result<RawAcquisition, Error> {
+        self.inner.acquire(deadline, Some(cancel)).map(RawAcquisition::new)
+    }
+
+    /// Releases a raw acquisition (marking the mutex consistent after an owner death, or
+    /// poisoned).
+    ///
+    /// # Safety
+    /// `held` must come from this mutex (or a handle to the same file) and this call must run
+    /// on the thread that acquired it. (A wrong thread gets [`Error::NotOwner`] from the C
+    /// library, but an acquisition from another mutex could release a lock held elsewhere.)
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw()?.unwrap();
+    /// // SAFETY: same mutex, same thread.
+    /// unsafe { mutex.release_raw(held) }?;
+    /// assert!(!mutex.state().locked);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    #[inline]
+    pub unsafe fn release_raw(&self, held: RawAcquisition) -> Result<(), Error> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.inner.release(&held.acq) }
+    }
+}
