@@ -39,6 +39,10 @@ pub(crate) struct Policy {
 /// practice; it turns a pathological churn into an error instead of a spin.
 const MAX_OPEN_ROUNDS: usize = 64;
 
+/// How often (2 ms apart) a post-reboot repair asks for `LOCK_EX` before concluding that a live
+/// user holds the file.
+const REPAIR_ATTEMPTS: usize = 250;
+
 /// Opens or creates the mutex file at `path`. The returned descriptor holds `flock(LOCK_SH)` and
 /// names a validated, initialised file of this boot.
 pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result<OwnedFd, Error> {
@@ -300,13 +304,29 @@ pub(crate) fn create_anonymous(ours: &Identity) -> Result<OwnedFd, Error> {
 ///
 /// `flock` cannot upgrade atomically (a failed upgrade drops the shared lock), so the repair is
 /// serialised by an OFD byte-range lock beyond the page, which does not interact with `flock`:
-/// repairers drop their shared marker, queue on the byte lock, and the winner takes `LOCK_EX`
-/// (blocking: every other holder of `LOCK_SH` is an opener that will drop it on seeing the
-/// mismatch, just as we did).
+/// repairers drop their shared marker, queue on the byte lock, and the winner takes `LOCK_EX`.
+/// Other holders of `LOCK_SH` are normally openers about to see the mismatch and drop it, just
+/// as we did, so `LOCK_EX` is retried briefly; a holder that keeps it is a live user of a file
+/// whose header was rewritten under it, and the open fails with `EBUSY` instead of waiting
+/// forever or re-initialising a mutex in use.
 fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), Error> {
     sys::flock(fd, FileLock::Unlock, true)?;
     let _serial = sys::RepairLock::acquire(fd, FILE_SIZE as libc::off_t)?;
-    sys::flock(fd, FileLock::Exclusive, true)?;
+    let mut exclusive = false;
+    for _ in 0..REPAIR_ATTEMPTS {
+        if sys::flock(fd, FileLock::Exclusive, false)? {
+            exclusive = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    if !exclusive {
+        sys::flock(fd, FileLock::Shared, true)?;
+        return match read_verdict(fd, ours)?.boot_matches {
+            true => Ok(()),
+            false => Err(Error::Busy { path: None }),
+        };
+    }
     let verdict = read_verdict(fd, ours)?;
     if !verdict.boot_matches {
         let map = Mapping::new(fd)?;
