@@ -162,20 +162,26 @@ impl Error {
     /// Fills in the path of errors raised below the layer that knows it.
     #[cfg_attr(not(supported), allow(dead_code))]
     pub(crate) fn at(mut self, file: Option<&std::path::Path>) -> Error {
-        let slot = match &mut self {
-            Error::BadMutex { path, .. }
-            | Error::AbiMismatch { path, .. }
-            | Error::ForeignPidNamespace { path }
-            | Error::Insecure { path, .. }
-            | Error::Busy { path }
-            | Error::Stale { path }
-            | Error::Os { path, .. } => path,
-            _ => return self,
-        };
-        if slot.is_none() {
-            *slot = file.map(PathBuf::from);
+        if self.path().is_none() {
+            if let Some(file) = file {
+                self = self.with_path(file);
+            }
         }
         self
+    }
+
+    fn with_path(self, file: &std::path::Path) -> Error {
+        let path = Some(PathBuf::from(file));
+        match self {
+            Error::BadMutex { reason, .. } => Error::BadMutex { path, reason },
+            Error::AbiMismatch { found, expected, .. } => Error::AbiMismatch { path, found, expected },
+            Error::ForeignPidNamespace { .. } => Error::ForeignPidNamespace { path },
+            Error::Insecure { reason, .. } => Error::Insecure { path, reason },
+            Error::Busy { .. } => Error::Busy { path },
+            Error::Stale { .. } => Error::Stale { path },
+            Error::Os { op, errno, .. } => Error::Os { op, path, errno },
+            other => other,
+        }
     }
 }
 

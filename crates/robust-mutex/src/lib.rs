@@ -60,7 +60,6 @@ mod raw_api;
 mod registry;
 #[cfg(supported)]
 mod selftest;
-#[cfg(supported)]
 mod state;
 #[cfg(supported)]
 mod sys;
@@ -73,7 +72,6 @@ pub use mutex::SharedMutex;
 pub use raw_api::RawAcquisition;
 #[cfg(supported)]
 pub use options::OpenOptions;
-#[cfg(supported)]
 pub use state::{MutexState, OwnerInfo};
 
 #[cfg(not(supported))]

@@ -6,9 +6,9 @@
 use std::convert::Infallible;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use crate::{CancelToken, Error};
+use crate::{CancelToken, Error, MutexState, OwnerInfo};
 
 fn unsupported<T>() -> Result<T, Error> {
     Err(Error::Unsupported {
@@ -83,50 +83,6 @@ impl RawAcquisition {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct OpenOptions {}
-
-/// The state snapshot type (never produced on this platform).
-///
-/// ```
-/// let _ = std::mem::size_of::<robust_mutex::MutexState>();
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MutexState {
-    /// A live thread holds the lock.
-    pub locked: bool,
-    /// The thread id in the lock word.
-    pub holder_tid: Option<i32>,
-    /// The last holder died holding it.
-    pub abandoned: bool,
-    /// The recorded holder.
-    pub owner: Option<OwnerInfo>,
-    /// Poisoned until reset.
-    pub poisoned: bool,
-    /// Re-initialisations and resets.
-    pub generation: u64,
-    /// Successful acquisitions.
-    pub acquisitions: u64,
-    /// Acquisitions that waited.
-    pub contended: u64,
-    /// Acquisitions that found the holder dead.
-    pub owner_deaths: u64,
-}
-
-/// Who holds a mutex (never produced on this platform).
-///
-/// ```
-/// let _ = std::mem::size_of::<robust_mutex::OwnerInfo>();
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OwnerInfo {
-    /// Process id.
-    pub pid: i32,
-    /// Thread id.
-    pub tid: i32,
-    /// Held at least since.
-    pub since: Option<SystemTime>,
-}
 
 impl OpenOptions {
     /// Options with the defaults.
