@@ -331,13 +331,14 @@ fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), 
     if !verdict.boot_matches {
         let map = Mapping::new(fd)?;
         let shared = map.header();
-        let (holder, _) = map.raw_mutex().lock_word();
+        let (holder, owner_died) = map.raw_mutex().lock_word();
         let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
         // Keep POISONED (the data it guards is still suspect); a lock that was held when the
-        // machine went down means the protected state may be half-written: the next acquirer
-        // must hear that its owner died.
+        // machine went down, or whose holder died before it and was never acquired since (the
+        // kernel left only the owner-died bit), means the protected state may be half-written:
+        // the next acquirer must hear that its owner died.
         let state = match verdict.state {
-            State::Ready if holder != 0 => State::Abandoned,
+            State::Ready if holder != 0 || owner_died => State::Abandoned,
             other => other,
         };
         shared.owner_since_ns.store(0, Ordering::Relaxed);
