@@ -8,10 +8,11 @@
 //! repair itself is slow (three sleeps), and the killer aims at repairers, so repairs are killed
 //! too and must be redone by the next acquirer.
 //!
-//! Every acquire checks: the holder slot is empty (or names the dead owner), an intent or an
-//! unfinished repair is only ever found with `owner_died`, and total == sum(done). A worker that
-//! sees a violation exits with a code naming it, which fails the test. Killed workers are
-//! respawned and resume from their done count. At the end total == sum(done) == 8 x target.
+//! Workers acquire with `lock_timeout`, `lock` or a `try_lock` loop (by slot). Every acquire
+//! checks: the holder slot is empty (or names the dead owner), an intent or an unfinished repair
+//! is only ever found with `owner_died`, and total == sum(done). A worker that sees a violation
+//! exits with a code naming it, which fails the test. Killed workers are respawned and resume
+//! from their done count. At the end total == sum(done) == 8 x target.
 //!
 //! `cargo test -p robust-mutex --test torture_chaos -- --nocapture` prints the figures.
 
@@ -187,7 +188,24 @@ fn chaos_worker(slot: usize, lock_path: &str, data_path: &str) -> i32 {
     let data = DataPage::open(data_path.as_ref());
     let me = u64::from(std::process::id());
     loop {
-        let guard = match mutex.lock_timeout(HANG_LIMIT) {
+        // Every acquire flavour must report owner deaths: workers differ in the one they use
+        // (a plain lock() is bounded by the test's watchdog instead of a timeout).
+        let acquired = match slot % 3 {
+            0 => mutex.lock_timeout(HANG_LIMIT),
+            1 => mutex.lock(),
+            _ => {
+                let deadline = std::time::Instant::now() + HANG_LIMIT;
+                loop {
+                    match mutex.try_lock() {
+                        Ok(Some(g)) => break Ok(g),
+                        Ok(None) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+                        Ok(None) => break Err(Error::Timeout),
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+        };
+        let guard = match acquired {
             Ok(g) => g,
             Err(Error::Timeout) => return EXIT_HANG,
             Err(e) => {
