@@ -54,6 +54,7 @@ pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result
                     return Ok(fd);
                 }
                 // Retired by `destroy` or unlinked meanwhile: look at the path again.
+                finish_retirement(path, fd.as_fd());
             }
             Err(Errno::ENOENT) if policy.create => {
                 if let Some(fd) = create(path, policy, ours).map_err(|e| e.at(Some(path)))? {
@@ -73,6 +74,20 @@ pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result
         }
     }
     Err(Error::Busy { path: Some(path.into()) })
+}
+
+/// A retired (TOMBSTONE) file still at its path means its `destroy` died before unlinking it.
+/// Finish the job when nobody uses it, so that the next round creates a fresh mutex instead of
+/// finding the tombstone again.
+fn finish_retirement(path: &Path, fd: BorrowedFd<'_>) {
+    let (Ok(ours), Ok(now)) = (sys::fstat(fd), nix::sys::stat::stat(path)) else { return };
+    if (ours.st_dev, ours.st_ino) != (now.st_dev, now.st_ino) || ours.st_nlink == 0 {
+        return;
+    }
+    // Our shared marker is dropped by the conversion; the descriptor is discarded anyway.
+    if let Ok(true) = sys::flock(fd, FileLock::Exclusive, false) {
+        let _ = nix::unistd::unlink(path);
+    }
 }
 
 /// Takes the live-user marker on an open file and validates it. `Ok(false)`: the file was
