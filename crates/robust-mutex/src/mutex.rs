@@ -459,6 +459,15 @@ impl Inner {
     /// The calling thread must hold the lock through `acq`.
     #[inline(always)]
     pub(crate) unsafe fn release(&self, acq: &Acquisition) -> Result<(), Error> {
+        // A guard can reach a thread that does not hold the lock: `fork()` copies the parent's
+        // guards into the child, but not the lock. Refuse before touching anything shared: the
+        // header writes below would erase the real holder's records (or poison for it), and
+        // glibc's pthread_mutex_consistent accepts any caller and stamps it into the mutex, after
+        // which the real holder's consistent+unlock fails with EINVAL and the lock is never
+        // released.
+        if self.raw.lock_word().0 != sys::tid() {
+            return Err(Error::NotOwner);
+        }
         let header = self.header();
         header.owner_pid.store(0, Ordering::Relaxed);
         header.owner_tid.store(0, Ordering::Relaxed);
