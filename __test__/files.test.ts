@@ -16,7 +16,7 @@ function validBytes(edit: (bytes: Buffer) => void): Buffer {
   const file = path.join(dir, `template-${process.hrtime.bigint()}`)
   SharedMutex.open(file).close()
   const bytes = fs.readFileSync(file)
-  SharedMutex.destroy(file)
+  fs.rmSync(file)
   edit(bytes)
   return bytes
 }

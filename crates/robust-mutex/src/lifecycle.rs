@@ -80,6 +80,9 @@ impl SharedMutex {
     }
 }
 
+/// How often (5 ms apart) `destroy` asks for exclusive use before answering EBUSY.
+const DESTROY_ATTEMPTS: usize = 20;
+
 fn destroy_at(path: &Path) -> Result<(), Error> {
     let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
     let fd = fcntl::open(path, flags, Mode::empty()).map_err(|errno| match errno {
@@ -88,7 +91,17 @@ fn destroy_at(path: &Path) -> Result<(), Error> {
     })?;
     let fd = fd.as_fd();
     crate::file::check_ours(fd, &OpenOptions::new().policy, &crate::mutex::identity())?;
-    if !sys::flock(fd, FileLock::Exclusive, false)? {
+    // A child being spawned by any thread of a user process shares that process's descriptors
+    // (and their flock) between fork and exec: retry briefly before calling the file busy.
+    let mut exclusive = false;
+    for _ in 0..DESTROY_ATTEMPTS {
+        if sys::flock(fd, FileLock::Exclusive, false)? {
+            exclusive = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if !exclusive {
         return Err(Error::Busy { path: None });
     }
     let map = Mapping::new(fd)?;
