@@ -86,7 +86,9 @@ fn child_of_holder(mutex: &SharedMutex, inherited: MutexGuard<'_>) -> i32 {
 /// fails with `NotOwner` (EPERM) without disturbing the parent, which still holds the lock with
 /// its owner records and releases it normally. A child that dies holding is reported to the
 /// parent as an owner death, with the child's pid. The same with a guard that had recovered an
-/// owner death when the parent forked. For a file and for an anonymous mutex.
+/// owner death when the parent forked, which is also scenario 15: the child's copy of that guard
+/// must not mark the parent's mutex consistent (glibc would let it). For a file and for an
+/// anonymous mutex.
 #[test]
 fn c10_fork_while_holding() {
     let _serial = FORKS.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,7 +1,15 @@
 //! Conformance, locking semantics (research §2.4, numbers in the test names): basic use across
 //! processes (1), relock by the holder (2), release by a non-owner (3), a thread that ends
-//! holding (4), recovery (12), timeouts (16), cancellation (17), close while held (20), one file
-//! opened twice in a process (21), different mapping addresses across processes (22).
+//! holding (4), a detached thread that ends holding (7), recovery (12), timeouts (16),
+//! cancellation (17), close while held (20), one file opened twice in a process (21), different
+//! mapping addresses across processes (22).
+//!
+//! Map of the whole suite: `conformance_death.rs` (5, 6, 8, 9, 11, 13, 14, 18),
+//! `conformance_fork.rs` (10, with 15: a forked child's copy of an owner-died guard cannot mark
+//! the parent's mutex consistent; and 16 processes counting under an anonymous mutex),
+//! `conformance_files.rs` (23-26 and `destroy`). Not ported: 19 (robust-list limit), 27-28
+//! (other toolchains, `unshare -p`; the torture suite covers 28), 29-31 (FUSE/NFS, qemu-user,
+//! Node).
 //!
 //! Not tested here:
 //! - 16, second half: "a MONOTONIC deadline survives a wall-clock jump" would need to set the
@@ -236,6 +244,36 @@ fn c04_thread_exits_holding_in_another_process() {
     drop(guard);
     helper.close_stdin();
     helper.expect_success();
+}
+
+/// Scenario 7 (musl's pthread-robust-detach): a detached thread (its `JoinHandle` dropped) ends
+/// holding the lock; a waiter already blocked in `lock()` gets it with `owner_died`.
+#[test]
+fn c07_detached_thread_exits_holding() {
+    with_hang_guard("detached holder", Duration::from_secs(30), || {
+        let mutex = SharedMutex::anonymous().unwrap();
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let holder = mutex.clone();
+        drop(std::thread::spawn(move || {
+            std::mem::forget(holder.lock().unwrap());
+            locked_tx.send(gettid()).unwrap();
+            let _ = go_rx.recv();
+        }));
+        let dead_tid = locked_rx.recv().unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let waiter = {
+            let mutex = mutex.clone();
+            std::thread::spawn(move || {
+                tid_tx.send(gettid()).unwrap();
+                let guard = mutex.lock().unwrap();
+                (guard.owner_died(), guard.dead_owner().map(|d| d.tid))
+            })
+        };
+        wait_until_blocked_in_futex(my_pid(), tid_rx.recv().unwrap());
+        drop(go_tx);
+        assert_eq!(waiter.join().unwrap(), (true, Some(dead_tid)));
+    });
 }
 
 /// Scenario 12: Once the guard that recovered a dead owner's lock is released, the mutex is healthy:
