@@ -209,15 +209,28 @@ const abandonUnreleased = new FinalizationRegistry<{ handle: number; token: numb
 
 const REMOTE_BIT = 2
 
+// A SharedMutex collected without close() closes its native handle (unless one of its locks is
+// still held: then the handle stays, as the lock does).
+const closeUnreachable = new FinalizationRegistry<number>((handle) => {
+  try {
+    binding.close(handle)
+  } catch {
+    // Still holding: keep it.
+  }
+})
+
 /** Proof of holding the lock. Release it exactly once (or let `using` do it). */
 export class LockGuard implements Disposable {
   readonly #handle: number
   readonly #token: number
+  // Keeps the SharedMutex (and so its native handle) alive while this guard exists.
+  readonly #mutex: SharedMutex
   #released = false
   #poison = false
 
   /** @internal */
-  constructor(handle: number, token: number) {
+  constructor(mutex: SharedMutex, handle: number, token: number) {
+    this.#mutex = mutex
     this.#handle = handle
     this.#token = token
     if (token & REMOTE_BIT) abandonUnreleased.register(this, { handle, token }, this)
@@ -287,6 +300,7 @@ export class SharedMutex implements Disposable {
     this.#path = binding.pathOf(handle) ?? null
     this.#fd = binding.fdOf(handle)
     this.#onOwnerDied = options?.onOwnerDied
+    closeUnreachable.register(this, handle, this)
   }
 
   /** Open the mutex file at `path`, creating it if missing. */
@@ -445,6 +459,7 @@ export class SharedMutex implements Disposable {
     if (this.#closed) return
     native(() => binding.close(this.#handle))
     this.#closed = true
+    closeUnreachable.unregister(this)
   }
 
   /** Close if possible; never throws (a handle with a held guard stays open). */
@@ -464,7 +479,7 @@ export class SharedMutex implements Disposable {
 
   /** Wrap a fresh lock token, running the onOwnerDied hook first. */
   #admit(token: number): LockGuard {
-    const guard = new LockGuard(this.#handle, token)
+    const guard = new LockGuard(this, this.#handle, token)
     if (this.#onOwnerDied && guard.ownerDied) {
       try {
         this.#onOwnerDied(guard.deadOwner)
