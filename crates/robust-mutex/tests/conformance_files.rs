@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use conformance_support::{
-    arg, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start, wait_until_blocked_in_futex,
+    arg, destroy_unused, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start, wait_until_blocked_in_futex,
     with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT,
 };
 use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
@@ -67,6 +67,7 @@ const LOCK_WORD: usize = MUTEX_OFFSET + if cfg!(target_env = "musl") { 4 } else 
 /// glibc's `__owner` (the holder's tid, kept beside the lock word).
 const GLIBC_OWNER: usize = MUTEX_OFFSET + 8;
 const STATE: usize = 16;
+const ACQUISITIONS: usize = 96;
 const BOOT_ID: std::ops::Range<usize> = 40..56;
 const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
 /// A thread id no live thread can have (above the kernel's PID_MAX_LIMIT of 4194304).
@@ -261,15 +262,17 @@ fn c24_waiter_on_a_file_deleted_or_replaced_gets_estale() {
 fn c24_retired_file_left_at_its_path_is_not_reused() {
     let dir = TempDir::new("c24t");
     let path = dir.join("lock");
-    let old = {
-        let mutex = SharedMutex::open(&path).unwrap();
-        drop(mutex.lock().unwrap());
-        dev_ino(&mutex)
-    };
-    write_u32(&path, STATE, 3);
+    // The retired file is written with plain file calls, never opened as a mutex here: no
+    // descriptor of this process holds its flock (a helper being spawned by another test would
+    // share such a descriptor for a moment and make the file look in use).
+    let mut bytes = valid_bytes(&dir);
+    bytes[STATE..STATE + 4].copy_from_slice(&3u32.to_ne_bytes());
+    bytes[ACQUISITIONS..ACQUISITIONS + 8].copy_from_slice(&7u64.to_ne_bytes());
+    write_file(&path, &bytes, 0o600);
     // Keep the retired inode alive (a plain descriptor, no flock), so its number cannot be
     // reused by the next file and the check below means something.
     let retired = std::fs::File::open(&path).unwrap();
+    let old = (retired.metadata().unwrap().dev(), retired.metadata().unwrap().ino());
     let mutex = with_hang_guard("open a retired file", Duration::from_secs(30), {
         let path = path.clone();
         move || SharedMutex::open(&path)
@@ -345,7 +348,7 @@ fn valid_bytes(dir: &TempDir) -> Vec<u8> {
     let path = dir.join("template");
     drop(SharedMutex::open(&path).unwrap());
     let bytes = std::fs::read(&path).unwrap();
-    SharedMutex::destroy(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
     assert_eq!(bytes.len(), 4096);
     bytes
 }
@@ -501,7 +504,7 @@ fn destroy_is_refused_while_in_use_and_for_foreign_files() {
     user.close_stdin();
     user.expect_success();
 
-    SharedMutex::destroy(&path).unwrap();
+    destroy_unused(&path);
     assert!(!path.exists());
     assert_eq!(code_of(SharedMutex::destroy(&path)), "ENOENT");
     let fresh = SharedMutex::open(&path).unwrap();

@@ -603,3 +603,17 @@ pub fn spawn_locker(path: &Path, mode: Mode) -> (Helper, i32) {
     let tid = num_field(&opened, "tid") as i32;
     (helper, tid)
 }
+
+/// `SharedMutex::destroy` of a file nobody uses any more, retried while it answers `Busy`: a
+/// helper being spawned by another test of this binary holds copies of this process's
+/// descriptors (and so their `flock`) between its fork and its exec. Fails after the hang guard.
+pub fn destroy_unused(path: &Path) {
+    let deadline = Instant::now() + PROMPT;
+    loop {
+        match SharedMutex::destroy(path) {
+            Ok(()) => return,
+            Err(Error::Busy { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("destroy {}: {e:?}", path.display()),
+        }
+    }
+}
