@@ -387,7 +387,10 @@ impl Inner {
             };
             match self.raw.lock_slice(slice) {
                 Ok(Some(how)) => return self.admit(how, true),
-                Ok(None) => self.stamp_holding_time(),
+                Ok(None) => {
+                    self.stamp_holding_time();
+                    self.recover_vanished_holder();
+                }
                 Err(errno) => return Err(self.lock_error(errno)),
             }
         }
@@ -540,6 +543,28 @@ impl Inner {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
+        }
+    }
+
+    /// A holder that `exec`s from a thread other than its main thread is never reported by the
+    /// kernel (the exec hands that thread the main thread's id before the robust list is walked),
+    /// so its lock would stay held forever. Between wait slices: if the recorded holder thread no
+    /// longer exists in its process, mark the lock owner-died as the kernel would have.
+    #[cold]
+    fn recover_vanished_holder(&self) {
+        let header = self.header();
+        let (holder, _) = self.raw.lock_word();
+        let pid = header.owner_pid.load(Ordering::Relaxed);
+        if holder == 0 || pid == 0 || header.owner_tid.load(Ordering::Relaxed) != holder {
+            return; // free, or held by a program that does not record itself
+        }
+        if sys::thread_exists(pid, holder) {
+            return;
+        }
+        // Re-check after the probe: the lock may have changed hands meanwhile.
+        if header.owner_pid.load(Ordering::Relaxed) == pid && self.raw.mark_owner_died(holder) {
+            // Wake the waiters so they race for it now rather than at the end of their slice.
+            sys::futex_wake_all(self.raw.futex_word_ptr());
         }
     }
 

@@ -148,13 +148,36 @@ impl RawMutex {
         check(unsafe { libc::pthread_mutex_consistent(self.ptr) })
     }
 
+    pub(crate) fn futex_word_ptr(&self) -> *const AtomicU32 {
+        self.word()
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: the futex word is an aligned 32-bit int inside the live mutex; the kernel and
+        // the C library update it atomically, so atomic access observes and writes valid values.
+        unsafe { &*(self.ptr.cast::<u8>().add(LOCK_WORD_OFFSET).cast::<AtomicU32>()) }
+    }
+
     /// A snapshot of the kernel-visible lock word: (holder tid or 0, owner-died bit).
     pub(crate) fn lock_word(&self) -> (i32, bool) {
-        // SAFETY: the futex word is an aligned 32-bit int inside the live mutex; the kernel and
-        // the C library update it atomically, so an atomic load observes a valid value.
-        let word = unsafe { &*(self.ptr.cast::<u8>().add(LOCK_WORD_OFFSET).cast::<AtomicU32>()) };
-        let value = word.load(Ordering::Relaxed);
+        let value = self.word().load(Ordering::Relaxed);
         ((value & FUTEX_TID_MASK) as i32, value & FUTEX_OWNER_DIED != 0)
+    }
+
+    /// Does for a vanished holder what the kernel does for a dying one: if the lock word still
+    /// names `tid`, replace the tid with the owner-died bit (keeping the waiters bit), so the
+    /// next lock attempt acquires with `EOWNERDEAD`. Returns whether it did.
+    ///
+    /// Only for a holder known to be gone (the kernel skipped it: see `Inner::wait`).
+    #[cold]
+    pub(crate) fn mark_owner_died(&self, tid: i32) -> bool {
+        let word = self.word();
+        let current = word.load(Ordering::Relaxed);
+        if (current & FUTEX_TID_MASK) as i32 != tid || tid == 0 {
+            return false;
+        }
+        let marked = (current & !FUTEX_TID_MASK) | FUTEX_OWNER_DIED;
+        word.compare_exchange(current, marked, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 }
 

@@ -7,8 +7,8 @@
 //! Every death here is real: helper processes are killed with SIGKILL (sent by this process, or
 //! by the helper to itself), exit, or exec while holding; nothing calls the crate's internals.
 //!
-//! Known gap, kept as an ignored test: a holder that execs from a thread other than its main
-//! thread is never reported (the kernel's fault, listed in the README's limits); see
+//! A holder that execs from a thread other than its main thread is not reported by the kernel;
+//! the crate's waiters detect the vanished holder between slices instead, see
 //! `c09_exec_from_a_non_leader_thread_reports_owner_death`.
 
 mod conformance_support;
@@ -342,18 +342,16 @@ fn c09_exec_while_holding_reports_owner_death() {
     assert!(!mutex.lock().unwrap().owner_died());
 }
 
-/// Scenario 9, exec from a thread other than the thread-group leader: KNOWN GAP, ignored because it fails.
+/// Scenario 9, exec from a thread other than the thread-group leader.
 ///
-/// Documented in the README ("Limits"). Observed on Linux 6.18 / glibc 2.36: when a non-leader thread execs, the kernel first makes
+/// Observed on Linux 6.18 / glibc 2.36: when a non-leader thread execs, the kernel first makes
 /// it the leader (it takes the leader's thread id, `de_thread`) and only then walks its robust
 /// list (`exec_mm_release`), comparing each lock word with the *new* id. The word holds the old
 /// id, so the lock is never marked: it stays held by a thread id that no longer exists, even
-/// after the exec'd process is killed, and every acquire times out forever. This test asserts
-/// the behaviour the library promises (owner death reported at exec) and fails today; a fix
-/// needs the library itself to notice a holder thread that no longer exists (for example a
-/// waiter probing the recorded owner pid/tid with `tgkill(pid, tid, 0)` between wait slices).
+/// after the exec'd process is killed. The crate's waiters probe the recorded owner pid/tid with
+/// `tgkill(pid, tid, 0)` between wait slices and mark the lock owner-died themselves, so owner
+/// death is reported within about one slice (100 ms) instead of never.
 #[test]
-#[ignore = "known gap: exec from a non-leader thread leaves the lock held forever (kernel compares the lock word with the post-exec thread id)"]
 fn c09_exec_from_a_non_leader_thread_reports_owner_death() {
     let dir = TempDir::new("c09n");
     let path = dir.join("lock");

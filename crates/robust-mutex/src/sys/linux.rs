@@ -236,3 +236,18 @@ fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Res
         }
     }
 }
+
+/// Whether thread `tid` of process `pid` exists (`tgkill` with signal 0). A thread of another
+/// user answers EPERM, which still means it exists.
+pub(crate) fn thread_exists(pid: i32, tid: i32) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission checks; nothing is delivered.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
+    rc == 0 || Errno::last() != Errno::ESRCH
+}
+
+/// Wakes every waiter on a process-shared futex word.
+pub(crate) fn futex_wake_all(word: *const std::sync::atomic::AtomicU32) {
+    // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAKE (not the
+    // private variant, since the word is shared between processes) only reads its address.
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32) };
+}
