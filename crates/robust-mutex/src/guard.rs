@@ -89,8 +89,9 @@ macro_rules! guard_methods {
         }
 
         /// When the previous owner died: who it was (pid, tid, held since), as it recorded
-        /// itself. `None` otherwise, or when the dead holder was a program that does not record
-        /// itself.
+        /// itself. `None` otherwise, when the dead holder was a program that does not record
+        /// itself, or when it died in the few instructions between taking the lock and recording
+        /// itself (or between clearing its record and unlocking).
         ///
         /// ```
         /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
