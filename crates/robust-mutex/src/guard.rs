@@ -17,14 +17,18 @@ pub(crate) struct Acquisition {
     pub inconsistent: bool,
     /// The holder declared the protected state unrecoverable.
     pub poison: bool,
-    /// The dead holder as it recorded itself, when the previous owner died.
-    pub dead_owner: Option<crate::state::OwnerInfo>,
+    /// The dead holder as it recorded itself, when the previous owner died. Boxed: the owner
+    /// death path is cold, and an inline `OwnerInfo` tripled the size of every acquisition the
+    /// fast path moves around (measured: ~5 ns per lock/unlock).
+    pub dead_owner: Option<Box<crate::state::OwnerInfo>>,
+    /// The process that acquired it: a copy of the guard in a `fork()` child must not release.
+    pub pid: i32,
 }
 
 impl Acquisition {
     #[inline]
-    pub(crate) fn new(owner_died: bool) -> Acquisition {
-        Acquisition { owner_died, inconsistent: owner_died, poison: false, dead_owner: None }
+    pub(crate) fn new(owner_died: bool, pid: i32) -> Acquisition {
+        Acquisition { owner_died, inconsistent: owner_died, poison: false, dead_owner: None, pid }
     }
 }
 
@@ -100,7 +104,7 @@ macro_rules! guard_methods {
         /// # Ok::<(), robust_mutex::Error>(())
         /// ```
         pub fn dead_owner(&self) -> Option<crate::state::OwnerInfo> {
-            self.acq.dead_owner
+            self.acq.dead_owner.as_deref().copied()
         }
 
         /// Declares the protected state unrecoverable. When this guard is released the mutex is

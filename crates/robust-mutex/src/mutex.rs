@@ -161,7 +161,11 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_>, Error> {
-        self.inner.acquire(None, None).map(|acq| MutexGuard::new(self, acq))
+        let acq = match self.inner.try_acquire()? {
+            Some(acq) => acq,
+            None => self.inner.wait(None, None)?,
+        };
+        Ok(MutexGuard::new(self, acq))
     }
 
     /// Acquires the lock if nobody holds it; `Ok(None)` if someone else does.
@@ -364,7 +368,7 @@ impl Inner {
     }
 
     #[cold]
-    fn wait(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+    pub(crate) fn wait(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
         self.stamp_holding_time();
         loop {
             if cancel.is_some_and(CancelToken::is_cancelled) {
@@ -401,14 +405,15 @@ impl Inner {
     #[inline(always)]
     fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
         let header = self.header();
-        let mut acq = Acquisition::new(how == Acquired::OwnerDied);
+        let pid = sys::pid();
+        let mut acq = Acquisition::new(how == Acquired::OwnerDied, pid);
         if header.state.load(Ordering::Acquire) != State::Ready as u32 {
             self.admit_unusual(&mut acq)?;
         }
         if acq.owner_died {
             self.count_owner_death(&mut acq);
         }
-        header.owner_pid.store(sys::pid(), Ordering::Relaxed);
+        header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
         header::Shared::bump(&header.acquisitions);
         if contended {
@@ -422,11 +427,11 @@ impl Inner {
     fn count_owner_death(&self, acq: &mut Acquisition) {
         let header = self.header();
         let pid = header.owner_pid.load(Ordering::Relaxed);
-        acq.dead_owner = (pid != 0).then(|| OwnerInfo {
+        acq.dead_owner = (pid != 0).then(|| Box::new(OwnerInfo {
             pid,
             tid: header.owner_tid.load(Ordering::Relaxed),
             since: since(header.owner_since_ns.load(Ordering::Relaxed)),
-        });
+        }));
         header.owner_since_ns.store(0, Ordering::Relaxed);
         header::Shared::bump(&header.owner_deaths);
         header.last_owner_death_ns.store(sys::realtime_ns(), Ordering::Relaxed);
@@ -462,13 +467,13 @@ impl Inner {
     /// The calling thread must hold the lock through `acq`.
     #[inline(always)]
     pub(crate) unsafe fn release(&self, acq: &Acquisition) -> Result<(), Error> {
-        // A guard can reach a thread that does not hold the lock: `fork()` copies the parent's
-        // guards into the child, but not the lock. Refuse before touching anything shared: the
-        // header writes below would erase the real holder's records (or poison for it), and
-        // glibc's pthread_mutex_consistent accepts any caller and stamps it into the mutex, after
-        // which the real holder's consistent+unlock fails with EINVAL and the lock is never
-        // released.
-        if self.raw.lock_word().0 != sys::tid() {
+        // A guard can reach a process that does not hold the lock: `fork()` copies the parent's
+        // guards into the child, but not the lock (guards are !Send, so within a process only
+        // the acquiring thread has them). Refuse before touching anything shared: the header
+        // writes below would erase the real holder's records (or poison for it), and glibc's
+        // pthread_mutex_consistent accepts any caller and stamps it into the mutex, after which
+        // the real holder's consistent+unlock fails with EINVAL and the lock is never released.
+        if acq.pid != sys::pid() {
             return Err(Error::NotOwner);
         }
         let header = self.header();

@@ -57,7 +57,7 @@ impl RawAcquisition {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn dead_owner(&self) -> Option<OwnerInfo> {
-        self.acq.dead_owner
+        self.acq.dead_owner.as_deref().copied()
     }
 
     /// Poison the mutex when this acquisition is released.
