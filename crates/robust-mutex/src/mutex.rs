@@ -607,7 +607,7 @@ impl Inner {
                 }
                 match self.raw.lock_slice(SLICE) {
                     Ok(Some(how)) => break how,
-                    Ok(None) => continue,
+                    Ok(None) => self.recover_vanished_holder(),
                     Err(errno) => return Err(self.lock_error(errno)),
                 }
             },
