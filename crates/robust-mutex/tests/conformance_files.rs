@@ -374,7 +374,7 @@ fn c26_foreign_and_damaged_files_are_refused_untouched() {
     let dir = TempDir::new("c26");
     let good = valid_bytes(&dir);
     let mut rng = Rng::new(26);
-    let random: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
+    let random: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
     let mut other_abi = good.clone();
     other_abi[26] = if usize::BITS == 64 { 32 } else { 64 }; // pointer width
     let mut other_libc = good.clone();

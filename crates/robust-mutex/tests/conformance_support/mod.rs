@@ -14,12 +14,10 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -433,61 +431,11 @@ fn thread_exit(path: &Path) -> i32 {
 // Shared data and start barriers
 // ---------------------------------------------------------------------------------------------
 
-/// A page of shared 64-bit words in a file (`MAP_SHARED`), for counters that the processes
-/// under test update under the lock.
-pub struct DataPage {
-    page: std::ptr::NonNull<u8>,
-}
+#[path = "../common/data_page.rs"]
+mod data_page;
+#[allow(unused_imports)] // not every test binary uses it
+pub use data_page::DataPage;
 
-// SAFETY: the page is plain shared memory accessed only through atomics.
-unsafe impl Send for DataPage {}
-// SAFETY: as above.
-unsafe impl Sync for DataPage {}
-
-impl DataPage {
-    pub const WORDS: usize = 512;
-
-    /// Creates (zero-filled) and maps the file at `path`.
-    pub fn create(path: &Path) -> DataPage {
-        std::fs::write(path, [0u8; 4096]).expect("create the data page");
-        DataPage::open(path)
-    }
-
-    /// Maps an existing data page file.
-    pub fn open(path: &Path) -> DataPage {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open the data page");
-        let len = NonZeroUsize::new(4096).expect("non-zero");
-        // SAFETY: a new shared mapping of a 4096-byte file, chosen by the kernel; it aliases no
-        // Rust object and is only accessed through atomics.
-        let page = unsafe {
-            nix::sys::mman::mmap(
-                None,
-                len,
-                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
-                nix::sys::mman::MapFlags::MAP_SHARED,
-                file.as_fd(),
-                0,
-            )
-        }
-        .expect("mmap the data page");
-        DataPage { page: page.cast() }
-    }
-
-    /// Word `index` of the page.
-    pub fn word(&self, index: usize) -> &AtomicU64 {
-        assert!(index < Self::WORDS);
-        // SAFETY: the page is 4096 bytes, page-aligned and mapped as long as `self` lives; index
-        // < 512 keeps the 8-byte-aligned word inside it; shared access goes through the atomic.
-        unsafe { &*self.page.as_ptr().cast::<AtomicU64>().add(index) }
-    }
-}
-
-impl Drop for DataPage {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `open` with this length; no reference into it outlives `self`.
-        let _ = unsafe { nix::sys::mman::munmap(self.page.cast(), 4096) };
-    }
-}
 
 /// A start barrier for many helpers: each gets the read end of one pipe as stdin and blocks in
 /// [`wait_for_start`]; [`release`](Self::release) writes one byte per helper at once, so they all
@@ -515,27 +463,10 @@ impl Barrier {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*), for random bytes and random choices.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "../common/rng.rs"]
+mod rng;
+#[allow(unused_imports)] // not every test binary uses it
+pub use rng::Rng;
 
 /// Runs `body` on its own thread and fails the test if it does not finish within `limit`: for
 /// in-process checks whose failure mode is a hang (a self-deadlock, a wait nobody ends). A body

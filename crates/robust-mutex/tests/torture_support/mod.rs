@@ -10,11 +10,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::num::NonZeroUsize;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// Environment variable naming the role of a child process.
@@ -159,106 +156,15 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// xorshift64*: enough randomness for kill timings and fuzzed bytes, seeded for reproduction.
-pub struct Rng(u64);
+#[path = "../common/rng.rs"]
+mod rng;
+#[allow(unused_imports)] // not every test binary uses it
+pub use rng::Rng;
+#[path = "../common/data_page.rs"]
+mod data_page;
+#[allow(unused_imports)] // not every test binary uses it
+pub use data_page::{DataPage, DATA_SIZE};
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    /// A seed from the clock and the pid, or from `ROBUST_MUTEX_TORTURE_SEED` when set.
-    pub fn seed() -> u64 {
-        std::env::var("ROBUST_MUTEX_TORTURE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| monotonic_ns() ^ (u64::from(std::process::id()) << 32))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    pub fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-/// A shared, writable mapping of the first page of a data file: the "protected state" the
-/// torture workers update under the mutex, seen by every process at once.
-pub struct DataPage {
-    ptr: std::ptr::NonNull<std::ffi::c_void>,
-}
-
-/// Size of a [`DataPage`].
-pub const DATA_SIZE: usize = 4096;
-
-// SAFETY: the page is plain shared memory, accessed only through `AtomicU64`s.
-unsafe impl Send for DataPage {}
-// SAFETY: as above.
-unsafe impl Sync for DataPage {}
-
-impl DataPage {
-    /// Creates (zero-filled) or opens the data file at `path` and maps its first page.
-    pub fn open(path: &Path) -> DataPage {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .expect("open data file");
-        file.set_len(DATA_SIZE as u64).expect("size data file");
-        let len = NonZeroUsize::new(DATA_SIZE).expect("non-zero");
-        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
-        // SAFETY: a new shared mapping of a file we just sized to DATA_SIZE bytes; it aliases no
-        // Rust object and is only accessed through atomics.
-        let ptr = unsafe {
-            mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, file.as_fd(), 0)
-        }
-        .expect("mmap data file");
-        DataPage { ptr }
-    }
-
-    /// The `index`-th 64-bit word of the page.
-    pub fn word(&self, index: usize) -> &AtomicU64 {
-        assert!(index < DATA_SIZE / 8, "word {index} is outside the data page");
-        // SAFETY: the mapping is DATA_SIZE bytes, page-aligned, alive as long as `self`, and the
-        // index was bounds-checked; AtomicU64 has the size and alignment of a u64.
-        unsafe { &*self.ptr.as_ptr().cast::<AtomicU64>().add(index) }
-    }
-}
-
-impl DataPage {
-    /// The `index`-th 32-bit word of the page (for futexes). Do not also access these bytes
-    /// through [`word`](Self::word).
-    pub fn word32(&self, index: usize) -> &std::sync::atomic::AtomicU32 {
-        assert!(index < DATA_SIZE / 4, "word32 {index} is outside the data page");
-        // SAFETY: in bounds (checked), aligned (page-aligned base), alive as long as `self`.
-        unsafe { &*self.ptr.as_ptr().cast::<std::sync::atomic::AtomicU32>().add(index) }
-    }
-}
-
-impl Drop for DataPage {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `open` with this length; the borrow checker ties every reference
-        // handed out by `word` to `self`, so none outlives this.
-        let _ = unsafe { nix::sys::mman::munmap(self.ptr, DATA_SIZE) };
-    }
-}
 
 /// Whether a program can be found on PATH.
 pub fn have_program(name: &str) -> bool {
