@@ -6,6 +6,8 @@ import * as path from 'node:path'
 import test from 'ava'
 
 import { NotRecoverableError, SharedMutex } from '../index'
+import { spawn } from 'node:child_process'
+
 import { spawnChild, tempDir, within } from './helpers'
 
 const dir = tempDir()
@@ -139,5 +141,34 @@ test.serial('a waiter blocked in another process fails fast when the mutex is po
   for (const w of waiters) {
     t.is(await within(10_000, w.nextLine(), 'a poisoned waiter'), 'error ENOTRECOVERABLE')
   }
+  mutex.close()
+})
+
+test.serial('a guard collected unreleased on the waiter thread is abandoned: the next locker sees ownerDied', async (t) => {
+  const lockPath = freshPath()
+  const mutex = SharedMutex.open(lockPath)
+  const held = mutex.lockSync() // so that the child's lock() waits on its native waiter thread
+  const child = spawn(process.execPath, ['--expose-gc', path.join(__dirname, 'fixtures', 'gc-guard.cjs'), lockPath], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let output = ''
+  child.stdout.setEncoding('utf8')
+  const saw = (word: string) =>
+    new Promise<void>((resolve) => {
+      const check = () => (output.includes(word) ? resolve() : undefined)
+      child.stdout.on('data', (chunk: string) => {
+        output += chunk
+        check()
+      })
+      check()
+    })
+  await new Promise((r) => setTimeout(r, 300)) // let it queue behind us
+  held.release()
+  await within(10_000, saw('granted'), 'the child being granted the lock')
+  await within(10_000, saw('collected'), 'the lost guard being collected')
+  const guard = await within(5_000, mutex.lock(), 'lock after the guard was abandoned')
+  t.true(guard.ownerDied, 'the critical section never finished, so the next locker is told')
+  guard.release()
+  child.kill('SIGKILL')
   mutex.close()
 })
