@@ -63,6 +63,8 @@ mod selftest;
 mod state;
 #[cfg(supported)]
 mod sys;
+#[cfg(supported)]
+mod watch;
 
 #[cfg(supported)]
 pub use guard::{MutexGuard, OwnedMutexGuard};

@@ -338,7 +338,7 @@ pub(crate) fn identity() -> Identity {
 
 impl Inner {
     #[inline]
-    fn header(&self) -> &header::Shared {
+    pub(crate) fn header(&self) -> &header::Shared {
         self.map.header()
     }
 
@@ -496,6 +496,20 @@ impl Inner {
         }
     }
 
+    pub(crate) fn raw(&self) -> &RawMutex {
+        &self.raw
+    }
+
+    /// One trylock by a thread that waited for the lock (see `watch.rs`).
+    pub(crate) fn try_acquire_contended(&self) -> Result<Option<Acquisition>, Error> {
+        match self.raw.try_lock() {
+            Ok(Some(how)) => self.admit(how, true).map(Some),
+            Ok(None) if self.held_by_this_thread() => Err(Error::Deadlock),
+            Ok(None) => Ok(None),
+            Err(errno) => Err(self.lock_error(errno)),
+        }
+    }
+
     pub(crate) fn raw_ptr(&self) -> *mut libc::pthread_mutex_t {
         self.raw.as_ptr()
     }
@@ -540,7 +554,7 @@ impl Inner {
     /// lock/unlock pair). Whoever first sees the lock held, a waiter or `state()`, stamps the
     /// time instead, so `since` is a lower bound of the holding time, accurate to one slice for
     /// a holder that keeps others waiting.
-    fn stamp_holding_time(&self) {
+    pub(crate) fn stamp_holding_time(&self) {
         if self.raw.lock_word().0 != 0 {
             let _ = self.header().owner_since_ns.compare_exchange(
                 0,
@@ -556,7 +570,7 @@ impl Inner {
     /// so its lock would stay held forever. Between wait slices: if the recorded holder thread no
     /// longer exists in its process, mark the lock owner-died as the kernel would have.
     #[cold]
-    fn recover_vanished_holder(&self) {
+    pub(crate) fn recover_vanished_holder(&self) {
         let header = self.header();
         let (holder, _) = self.raw.lock_word();
         let pid = header.owner_pid.load(Ordering::Relaxed);

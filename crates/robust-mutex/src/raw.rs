@@ -26,6 +26,9 @@ pub(crate) enum Acquired {
 /// Kernel robust-futex bits of the lock word.
 const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+/// Set by a sleeping waiter so that the unlocking thread (or the kernel, for a dying holder)
+/// issues a wake; musl uses the same bit.
+const FUTEX_WAITERS: u32 = 0x8000_0000;
 
 /// Offset of the futex word inside `pthread_mutex_t`: glibc's `__lock` is the first int, musl's
 /// `_m_lock` the second.
@@ -179,6 +182,50 @@ impl RawMutex {
         }
         let marked = (current & !FUTEX_TID_MASK) | FUTEX_OWNER_DIED;
         word.compare_exchange(current, marked, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+}
+
+
+/// Waiting for the lock without taking it, for a thread that is not the one that will acquire
+/// (the Node binding's native waiter: the JS thread acquires itself). Compatible with the C
+/// library's protocol: a sleeper sets the waiters bit, every unlock that sees it wakes one.
+impl RawMutex {
+    /// Sleeps at most `slice` while a thread holds the lock. Returns whether the lock word then
+    /// names no holder (released, or marked owner-died by the kernel): a moment to try the lock.
+    #[cold]
+    pub(crate) fn wait_released_slice(&self, slice: Duration) -> bool {
+        let word = self.word();
+        let current = word.load(Ordering::Acquire);
+        if current & FUTEX_TID_MASK == 0 {
+            return true;
+        }
+        let expected = current | FUTEX_WAITERS;
+        if current != expected
+            && word.compare_exchange(current, expected, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            // Changed under us (released, or another waiter flagged it): let the caller look again.
+            return false;
+        }
+        sys::futex_wait(word, expected, slice);
+        word.load(Ordering::Acquire) & FUTEX_TID_MASK == 0
+    }
+
+    /// After acquiring with a plain trylock following a wait: the unlock that woke us cleared the
+    /// waiters bit, and a trylock does not set it, so other sleepers would never be woken by our
+    /// unlock. Set it back, as the C library's own lock does after sleeping.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock (so the tid bits are ours and stay put).
+    #[cold]
+    pub(crate) unsafe fn keep_waiters_flagged(&self) {
+        self.word().fetch_or(FUTEX_WAITERS, Ordering::Relaxed);
+    }
+
+    /// Passes on a wake that a waiter consumed without acquiring (it gave up): one other sleeper
+    /// gets the chance the unlock meant for it. A spurious wake is harmless (sleepers re-check).
+    #[cold]
+    pub(crate) fn pass_wake(&self) {
+        sys::futex_wake(self.futex_word_ptr(), 1);
     }
 }
 

@@ -3,9 +3,11 @@
 //! locks in their own tables, where a guard per acquisition (and its reference count) would cost
 //! more than the lock itself.
 
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::guard::Acquisition;
+use crate::header::State;
 use crate::{CancelToken, Error, OwnerInfo, SharedMutex};
 
 /// A held lock, as a plain value. Dropping it does **not** unlock: the lock stays held until
@@ -28,7 +30,7 @@ pub struct RawAcquisition {
 }
 
 impl RawAcquisition {
-    fn new(acq: Acquisition) -> RawAcquisition {
+    pub(crate) fn new(acq: Acquisition) -> RawAcquisition {
         RawAcquisition { acq, _not_send: std::marker::PhantomData }
     }
 
@@ -125,5 +127,49 @@ impl SharedMutex {
     pub unsafe fn release_raw(&self, held: RawAcquisition) -> Result<(), Error> {
         // SAFETY: forwarded from this function's contract.
         unsafe { self.inner.release(&held.acq) }
+    }
+
+    /// Gives back an acquisition that was never used: nobody entered a critical section with
+    /// it (the thread was told to stop right after acquiring). A clean acquisition is simply
+    /// released. One that found its owner dead passes the owner death on: the mutex is recorded
+    /// ABANDONED with the dead holder's record restored, so the next acquirer is told
+    /// `owner_died` as this one was.
+    ///
+    /// # Safety
+    /// As for [`release_raw`](Self::release_raw).
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw()?.unwrap();
+    /// // SAFETY: same mutex, same thread.
+    /// unsafe { mutex.hand_back_raw(held) }?;
+    /// assert!(!mutex.state().locked && !mutex.state().abandoned);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub unsafe fn hand_back_raw(&self, held: RawAcquisition) -> Result<(), Error> {
+        let acq = &held.acq;
+        if !acq.owner_died || acq.pid != crate::sys::pid() {
+            // SAFETY: forwarded from this function's contract (a fork copy is refused inside).
+            return unsafe { self.inner.release(acq) };
+        }
+        let header = self.inner.header();
+        let dead = acq.dead_owner.as_deref();
+        header.owner_pid.store(dead.map_or(0, |d| d.pid), Ordering::Relaxed);
+        header.owner_tid.store(dead.map_or(0, |d| d.tid), Ordering::Relaxed);
+        let since_ns = dead
+            .and_then(|d| d.since)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d: Duration| d.as_nanos() as u64);
+        header.owner_since_ns.store(since_ns, Ordering::Relaxed);
+        let _ = header.state.compare_exchange(
+            State::Ready as u32,
+            State::Abandoned as u32,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        // SAFETY: we hold the lock (contract); `inconsistent` is true exactly when it was
+        // acquired with EOWNERDEAD.
+        unsafe { self.inner.raw().unlock(acq.inconsistent) }
+            .map_err(|errno| Error::os("pthread_mutex_unlock", self.path(), errno))
     }
 }

@@ -247,7 +247,27 @@ pub(crate) fn thread_exists(pid: i32, tid: i32) -> bool {
 
 /// Wakes every waiter on a process-shared futex word.
 pub(crate) fn futex_wake_all(word: *const std::sync::atomic::AtomicU32) {
+    futex_wake(word, i32::MAX);
+}
+
+/// Wakes at most `count` waiters on a process-shared futex word.
+pub(crate) fn futex_wake(word: *const std::sync::atomic::AtomicU32, count: i32) {
     // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAKE (not the
     // private variant, since the word is shared between processes) only reads its address.
-    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32) };
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, count, 0usize, 0usize, 0u32) };
+}
+
+/// Sleeps while `*word == expected`, at most `timeout` (measured on CLOCK_MONOTONIC by the
+/// kernel), until a FUTEX_WAKE on the word. Returns early on a changed value or a signal; the
+/// caller re-reads the word either way.
+pub(crate) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let relative = libc::timespec {
+        tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    // SAFETY: `word` is a live, aligned futex word (a reference); the timeout is a valid relative
+    // timespec on the stack. Shared (non-private) FUTEX_WAIT: other processes wake this word.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &relative as *const libc::timespec, 0usize, 0u32)
+    };
 }

@@ -1,0 +1,107 @@
+//! Waiting without acquiring, for bindings whose waiting thread is not the one that will hold
+//! the lock.
+//!
+//! A pthread mutex belongs to the thread that locked it. A JavaScript thread cannot block, so the
+//! Node binding waits on another thread; if that thread acquired, the hold would have two owners
+//! (the thread that must unlock, the JS object that decides when), and every abort, timeout,
+//! teardown and collection would race between them. Instead the other thread only *watches* the
+//! lock word until nobody holds it; the JS thread then takes the lock itself with a trylock, and
+//! watches again if someone barged in. An owner death needs no hand-over: the kernel leaves the
+//! owner-died mark in the word, and the JS thread's trylock reports it.
+
+use std::time::Instant;
+
+use crate::header::State;
+use crate::mutex::SLICE;
+use crate::raw_api::RawAcquisition;
+use crate::{CancelToken, Error, SharedMutex};
+
+impl SharedMutex {
+    /// Waits, without acquiring, until nobody holds the lock (it was released, or its holder
+    /// died), then returns: the moment for the thread that wants it to call
+    /// [`try_acquire_raw_after_wait`](Self::try_acquire_raw_after_wait). Another locker may
+    /// still get there first; then wait again.
+    ///
+    /// Fails with [`Error::Timeout`] after `deadline`, [`Error::Cancelled`] (within one 100 ms
+    /// slice), [`Error::NotRecoverable`] when the mutex is poisoned, [`Error::Stale`] when it was
+    /// retired or its file replaced. A wait that ends without the caller acquiring must be
+    /// followed by [`pass_wake`](Self::pass_wake) (cancellation and timeouts do it here).
+    ///
+    /// ```
+    /// use robust_mutex::{CancelToken, SharedMutex};
+    /// let mutex = SharedMutex::anonymous()?;
+    /// let held = mutex.lock()?;
+    /// std::thread::scope(|s| {
+    ///     let watcher = s.spawn(|| mutex.wait_released(None, &CancelToken::new()));
+    ///     std::thread::sleep(std::time::Duration::from_millis(20));
+    ///     drop(held);                          // the watcher returns now
+    ///     watcher.join().unwrap()
+    /// })?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn wait_released(&self, deadline: Option<Instant>, cancel: &CancelToken) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let result = loop {
+            if cancel.is_cancelled() {
+                break Err(Error::Cancelled);
+            }
+            match inner.header().state() {
+                Some(State::Poisoned) => break Err(Error::NotRecoverable),
+                Some(State::Tombstone) => break Err(Error::Stale { path: self.path().map(Into::into) }),
+                _ => {}
+            }
+            if inner.is_stale() {
+                break Err(Error::Stale { path: self.path().map(Into::into) });
+            }
+            let slice = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(SLICE),
+                    _ => break Err(Error::Timeout),
+                },
+                None => SLICE,
+            };
+            if inner.raw().wait_released_slice(slice) {
+                return Ok(());
+            }
+            inner.stamp_holding_time();
+            inner.recover_vanished_holder();
+        };
+        // We may have been the sleeper an unlock woke just before giving up.
+        self.pass_wake();
+        result
+    }
+
+    /// [`try_acquire_raw`](Self::try_acquire_raw) for a thread that waited with
+    /// [`wait_released`](Self::wait_released): it counts as a contended acquisition, and keeps
+    /// the waiters flag set so that other sleepers are still woken by this holder's unlock.
+    ///
+    /// ```
+    /// let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw_after_wait()?.expect("free");
+    /// assert_eq!(mutex.state().contended, 1);
+    /// // SAFETY: acquired just above on this thread.
+    /// unsafe { mutex.release_raw(held) }?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn try_acquire_raw_after_wait(&self) -> Result<Option<RawAcquisition>, Error> {
+        let acq = self.inner.try_acquire_contended()?;
+        if acq.is_some() {
+            // SAFETY: the lock was acquired just now by this thread.
+            unsafe { self.inner.raw().keep_waiters_flagged() };
+        }
+        Ok(acq.map(RawAcquisition::new))
+    }
+
+    /// Wakes one sleeper on the lock (any process). For a thread that returned from
+    /// [`wait_released`](Self::wait_released) and then did not acquire (it gave up): the unlock
+    /// that woke it meant the wake for someone who still wants the lock.
+    ///
+    /// ```
+    /// let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// mutex.pass_wake(); // harmless without sleepers
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn pass_wake(&self) {
+        self.inner.raw().pass_wake();
+    }
+}
