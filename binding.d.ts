@@ -9,11 +9,11 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** A cancellation handle for one pending `lockAsync`. */
+/** A cancellation handle for one native watch. */
 export declare class NativeCancel {
   /** A fresh, uncancelled handle. */
   constructor()
-  /** Cancels the wait (noticed within one 100 ms slice). */
+  /** Stops the watch (noticed within one 100 ms slice; a wake it consumed is passed on). */
   cancel(): void
 }
 
@@ -24,8 +24,8 @@ export declare function anonymous(): number
 export declare function bindingVersion(): string
 
 /**
- * Closes a handle; EBUSY while one of its locks is held or a wait is pending. Closing a closed
- * handle does nothing.
+ * Closes a handle; EBUSY while one of its locks is held or a watch is running. Closing a
+ * closed handle does nothing.
  */
 export declare function close(handle: number): void
 
@@ -33,7 +33,7 @@ export declare function close(handle: number): void
 export declare function deadOwner(handle: number, token: number): NativeOwner | null
 
 /** Retires and removes a mutex file (EBUSY while in use). */
-export declare function destroy(path: string): void
+export declare function destroy(path: string | Buffer): void
 
 /** The descriptor, to pass to child processes. */
 export declare function fdOf(handle: number): number
@@ -42,23 +42,22 @@ export declare function fdOf(handle: number): number
 export declare function fromFd(fd: number): number
 
 /**
- * For a grant that arrived after its request was aborted, or whose guard object was collected
- * unreleased: give it back. With `abandon` (or an owner death) a waiter-thread lock is
- * abandoned, so the next acquirer is told its owner died; a JS-thread lock that cannot be
- * released cleanly stays held until the thread exits.
+ * Gives back a lock that was never used: released, or, if it found its owner dead, recorded
+ * abandoned so that the next acquirer is told.
  */
-export declare function giveBack(handle: number, token: number, abandon: boolean): void
+export declare function handBack(handle: number, token: number): void
 
 /** The file was deleted or replaced at its path. */
 export declare function isStale(handle: number): boolean
 
-/** Waits on the handle's waiter thread; the promise resolves with a token on the JS thread. */
-export declare function lockAsync(handle: number, cancel: NativeCancel, timeoutMs?: number | undefined | null): Promise<number>
-
-/** Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional). Returns a token. */
+/**
+ * Blocks the JS thread until acquired (`timeoutMs` optional). Returns a token. Gives up with
+ * ETERMINATED when its worker is being terminated, handing back a lock it got meanwhile (a
+ * thread that never entered its critical section is no owner death).
+ */
 export declare function lockSync(handle: number, timeoutMs?: number | undefined | null): number
 
-/** Options of `NativeMutex.open`, as passed by `index.ts`. */
+/** Options of `open`, as passed by `index.ts` (which validates them first). */
 export interface NativeOpenOptions {
   /** Permission bits of a created file (default 0o600). */
   mode?: number
@@ -105,29 +104,47 @@ export interface NativeState {
 }
 
 /** Opens or creates a mutex file; returns a handle. */
-export declare function open(path: string, options?: NativeOpenOptions | undefined | null): number
+export declare function open(path: string | Buffer, options?: NativeOpenOptions | undefined | null): number
+
+/** Panics on purpose, to test that no panic crosses into Node (it becomes an exception). */
+export declare function panicForTesting(): void
+
+/**
+ * Wakes one sleeper on the lock: for a watch that returned but whose caller no longer wants
+ * the lock (it was aborted or timed out meanwhile).
+ */
+export declare function passWake(handle: number): void
 
 /** The path, or null for anonymous and inherited mutexes. */
 export declare function pathOf(handle: number): string | null
 
 /**
- * Unlocks the lock of `token` on the thread that holds it (marking it consistent after an owner
- * death, or poisoned when `poison`). Returns once the lock is free; ERELEASED if the token was
- * already released.
+ * Unlocks the lock of `token` (marking it consistent after an owner death, or poisoned when
+ * `poison`). ERELEASED if the token was already released. (`releaseFast` is its raw twin.)
  */
 export declare function release(handle: number, token: number, poison: boolean): void
 
-/** Clears POISONED on a mutex file. */
-export declare function reset(path: string): void
+/** Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock. */
+export declare function reset(path: string | Buffer, timeoutMs?: number | undefined | null): void
 
-/** Clears POISONED through a handle. */
-export declare function resetPoison(handle: number): void
+/** Clears POISONED through a handle, waiting at most `timeoutMs` for the lock. */
+export declare function resetPoison(handle: number, timeoutMs?: number | undefined | null): void
 
 /** A snapshot of the lock and its counters. */
 export declare function state(handle: number): NativeState
 
 /**
  * The fast path: one trylock on the calling JS thread. Returns a lock token, or 0 when held
- * elsewhere; throws EDEADLK when this thread holds it.
+ * elsewhere; throws EDEADLK when this thread holds it. (`tryLockFast` is its raw twin.)
  */
 export declare function tryLock(handle: number): number
+
+/** `tryLock` after a watch: counts as contended and keeps other sleepers wakeable. */
+export declare function tryLockAfterWait(handle: number): number
+
+/**
+ * Watches the lock on the handle's watcher thread: resolves once nobody holds it (released,
+ * or its holder died), so that the JS thread can `tryLockAfterWait`. Rejects with
+ * ENOTRECOVERABLE / ESTALE, or ECANCELED after `cancel.cancel()`.
+ */
+export declare function watch(handle: number, cancel: NativeCancel): Promise<void>

@@ -1,12 +1,44 @@
 // robust-mutex: a cross-process mutex for Node.js that survives crashes.
 //
-// The public TypeScript API over the native binding (./binding). The binding does the locking;
-// this file turns its errors into typed Error subclasses, wires AbortSignal and timeouts, runs the
-// onOwnerDied hook and makes guards disposable (`using guard = mutex.lockSync()`).
+// The public TypeScript API over the native binding (./binding). One owner per hold: every lock
+// is taken and released by the JS thread whose guard it is. A contended lock() queues here
+// (FIFO per handle), asks the binding to *watch* the lock (a native thread waits until nobody
+// holds it, without taking it), then takes it on this thread with a trylock; if another locker
+// barged in, it watches again. Aborts, timeouts, close, worker termination and garbage
+// collection only stop waiting: there is never a grant to give back.
+
+import { fileURLToPath } from 'node:url'
 
 import * as binding from './binding'
-import { NativeCancel } from './binding'
 import type { NativeOwner, NativeState } from './binding'
+import {
+  AbortError,
+  BusyError,
+  ClosedError,
+  DeadlockError,
+  NotRecoverableError,
+  ReleasedError,
+  TimeoutError,
+  translate,
+} from './errors'
+
+export {
+  AbiMismatchError,
+  AbortError,
+  BadMutexError,
+  BusyError,
+  ClosedError,
+  DeadlockError,
+  InsecureError,
+  NotOwnerError,
+  NotRecoverableError,
+  PidNamespaceError,
+  ReleasedError,
+  RobustMutexError,
+  StaleError,
+  TimeoutError,
+  UnsupportedError,
+} from './errors'
 
 // Raw Node-API twins of `tryLock` / `release` registered by the addon's module init (see
 // crates/robust-mutex-node/src/fast.rs); the generated typings cannot see them.
@@ -15,119 +47,11 @@ const fast = binding as unknown as {
   releaseFast(handle: number, token: number, poison: boolean): void
 }
 
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/** Base class of every error this library throws; `code` is stable across releases. */
-export class RobustMutexError extends Error {
-  readonly code: string
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
-  }
-}
-RobustMutexError.prototype.name = 'RobustMutexError'
-
-function errorClass(name: string, code: string) {
-  const cls = class extends RobustMutexError {
-    constructor(message: string, options?: { cause?: unknown }) {
-      super(code, message, options)
-    }
-  }
-  Object.defineProperty(cls, 'name', { value: name })
-  cls.prototype.name = name
-  return cls
-}
-
-/** The timeout passed before the lock was acquired. Code `ETIMEDOUT`. */
-export const TimeoutError = errorClass('TimeoutError', 'ETIMEDOUT')
-export type TimeoutError = InstanceType<typeof TimeoutError>
-/** The calling thread already holds the lock (`lockSync`, `tryLock`). Code `EDEADLK`. */
-export const DeadlockError = errorClass('DeadlockError', 'EDEADLK')
-export type DeadlockError = InstanceType<typeof DeadlockError>
-/** The lock is not held by the calling thread. Code `EPERM`. */
-export const NotOwnerError = errorClass('NotOwnerError', 'EPERM')
-export type NotOwnerError = InstanceType<typeof NotOwnerError>
-/** The mutex is poisoned until `SharedMutex.reset`. Code `ENOTRECOVERABLE`. */
-export const NotRecoverableError = errorClass('NotRecoverableError', 'ENOTRECOVERABLE')
-export type NotRecoverableError = InstanceType<typeof NotRecoverableError>
-/** Not a mutex file (empty, truncated, foreign magic or version). Left unchanged. Code `EBADMUTEX`. */
-export const BadMutexError = errorClass('BadMutexError', 'EBADMUTEX')
-export type BadMutexError = InstanceType<typeof BadMutexError>
-/** Created by another binary layout (glibc vs musl, 32 vs 64 bit, ...). Code `EABIMISMATCH`. */
-export const AbiMismatchError = errorClass('AbiMismatchError', 'EABIMISMATCH')
-export type AbiMismatchError = InstanceType<typeof AbiMismatchError>
-/** Created in another PID namespace (container). Code `EPIDNS`. */
-export const PidNamespaceError = errorClass('PidNamespaceError', 'EPIDNS')
-export type PidNamespaceError = InstanceType<typeof PidNamespaceError>
-/** This platform, sandbox or filesystem cannot provide robust locking. Code `EUNSUPPORTED`. */
-export const UnsupportedError = errorClass('UnsupportedError', 'EUNSUPPORTED')
-export type UnsupportedError = InstanceType<typeof UnsupportedError>
-/** A symlink, a file of another user, or a file others may write. Code `EINSECURE`. */
-export const InsecureError = errorClass('InsecureError', 'EINSECURE')
-export type InsecureError = InstanceType<typeof InsecureError>
-/** In use: `destroy` of an open file, `close` with a held guard. Code `EBUSY`. */
-export const BusyError = errorClass('BusyError', 'EBUSY')
-export type BusyError = InstanceType<typeof BusyError>
-/** The file was deleted or replaced under this handle; reopen it. Code `ESTALE`. */
-export const StaleError = errorClass('StaleError', 'ESTALE')
-export type StaleError = InstanceType<typeof StaleError>
-/** The handle was closed. Code `ECLOSED`. */
-export const ClosedError = errorClass('ClosedError', 'ECLOSED')
-export type ClosedError = InstanceType<typeof ClosedError>
-/** The guard was already released. Code `ERELEASED`. */
-export const ReleasedError = errorClass('ReleasedError', 'ERELEASED')
-export type ReleasedError = InstanceType<typeof ReleasedError>
-
-/** The wait was aborted through its AbortSignal. Code `ABORT_ERR`; `cause` is `signal.reason`. */
-export class AbortError extends RobustMutexError {
-  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
-    super('ABORT_ERR', message, options)
-  }
-}
-AbortError.prototype.name = 'AbortError'
-
-const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => RobustMutexError> = {
-  ETIMEDOUT: TimeoutError,
-  EDEADLK: DeadlockError,
-  EPERM: NotOwnerError,
-  ENOTRECOVERABLE: NotRecoverableError,
-  EBADMUTEX: BadMutexError,
-  EABIMISMATCH: AbiMismatchError,
-  EPIDNS: PidNamespaceError,
-  EUNSUPPORTED: UnsupportedError,
-  EINSECURE: InsecureError,
-  EBUSY: BusyError,
-  ESTALE: StaleError,
-  ECLOSED: ClosedError,
-  ERELEASED: ReleasedError,
-}
-
-/** Native errors arrive as `"CODE: message"`; give them their class and `code`. */
-function translate(err: unknown): unknown {
-  if (!(err instanceof Error) || err instanceof RobustMutexError) return err
-  const match = /^([A-Z][A-Z0-9_]*): ([\s\S]*)$/.exec(err.message)
-  if (!match) return err
-  const [, code, message] = match
-  const Class = byCode[code]
-  return Class ? new Class(message) : new RobustMutexError(code, message)
-}
-
 function native<T>(fn: () => T): T {
   try {
     return fn()
   } catch (err) {
     throw translate(err)
-  }
-}
-
-function abortError(signal: AbortSignal): AbortError {
-  return new AbortError('The lock wait was aborted', { cause: signal.reason })
-}
-
-function checkTimeout(timeout: number | undefined): void {
-  if (timeout !== undefined && !(typeof timeout === 'number' && timeout >= 0)) {
-    throw new RangeError(`timeout must be a non-negative number of milliseconds, got ${String(timeout)}`)
   }
 }
 
@@ -161,17 +85,26 @@ export interface MutexState {
   ownerDeaths: number
 }
 
+/** Runs under the lock when the previous holder died; see `OpenOptions.onOwnerDied`. */
+/** A returned promise (an async hook) is awaited by `lock()`. */
+export type OwnerDiedHook = (info: OwnerInfo | null) => unknown
+
+/** A path as `fs` takes it: a string, a Buffer, or a `file:` URL. */
+export type PathLike = string | Buffer | URL
+
 export interface OpenOptions {
-  /** Permission bits of a created file. Default 0o600. */
+  /** Permission bits of a created file: an integer in 0..0o777 without bits for others to write. Default 0o600. */
   mode?: number
   /** Create the file if it does not exist. Default true. */
   create?: boolean
   /**
    * Runs under the lock, before the acquire resolves, when the previous holder died: repair the
-   * protected state here. Returning marks the mutex healthy; throwing poisons it and rejects that
-   * acquire with a NotRecoverableError whose `cause` is what was thrown.
+   * protected state here. Returning (or resolving) marks the mutex healthy; throwing (or
+   * rejecting) poisons it and rejects that acquire with a NotRecoverableError whose `cause` is
+   * the error. `lock()` awaits an async hook; `lockSync()` and `tryLock()` accept only a
+   * synchronous one (TypeError otherwise).
    */
-  onOwnerDied?: (info: OwnerInfo | null) => void
+  onOwnerDied?: OwnerDiedHook
   /** Accept a file created in another PID namespace (only safe with a shared PID namespace). */
   allowForeignPidNamespace?: boolean
   /** Accept network and FUSE filesystems (only safe when every user runs on this machine). */
@@ -181,10 +114,71 @@ export interface OpenOptions {
 }
 
 export interface LockOptions {
-  /** Give up after this many milliseconds (TimeoutError). */
+  /** Give up after this many milliseconds (TimeoutError). `Infinity` or absent: no limit. */
   timeout?: number
-  /** Give up when aborted (AbortError, noticed at once; the wait itself ends within 100 ms). */
+  /** Give up when aborted (AbortError with `cause = signal.reason`, at once). */
   signal?: AbortSignal
+}
+
+export interface ResetOptions {
+  /** Wait at most this many milliseconds for the lock (TimeoutError). Default 5000. */
+  timeout?: number
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks: bad input is a TypeError or RangeError before anything reaches the binding.
+
+function checkTimeout(timeout: unknown): number | undefined {
+  if (timeout === undefined) return undefined
+  if (typeof timeout !== 'number') throw new TypeError(`timeout must be a number of milliseconds, got ${typeof timeout}`)
+  if (!(timeout >= 0)) throw new RangeError(`timeout must be a non-negative number of milliseconds, got ${timeout}`)
+  return timeout
+}
+
+function checkObject(options: unknown, what: string): Record<string, unknown> | undefined {
+  if (options === undefined) return undefined
+  if (options === null || typeof options !== 'object') throw new TypeError(`${what} must be an object`)
+  return options as Record<string, unknown>
+}
+
+function checkBoolean(value: unknown, name: string): boolean | undefined {
+  if (value !== undefined && typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`)
+  return value
+}
+
+function checkHook(value: unknown): OwnerDiedHook | undefined {
+  if (value !== undefined && typeof value !== 'function') throw new TypeError('onOwnerDied must be a function')
+  return value as OwnerDiedHook | undefined
+}
+
+function checkPath(path: unknown): string | Buffer {
+  if (typeof path === 'string') {
+    if (path.length === 0) throw new TypeError('path must be a non-empty string')
+    if (path.includes('\0')) throw new TypeError('path must not contain NUL characters')
+    return path
+  }
+  if (path instanceof URL) {
+    if (path.protocol !== 'file:') throw new TypeError(`path must be a file: URL, got ${path.protocol}`)
+    return checkPath(fileURLToPath(path))
+  }
+  if (path instanceof Uint8Array) {
+    if (path.length === 0) throw new TypeError('path must not be empty')
+    if (path.includes(0)) throw new TypeError('path must not contain NUL bytes')
+    return Buffer.from(path)
+  }
+  throw new TypeError('path must be a string, a Buffer or a file: URL')
+}
+
+function lockOptions(options: unknown): { timeout: number | undefined; signal: AbortSignal | undefined } {
+  const o = checkObject(options, 'lock options')
+  if (!o) return { timeout: undefined, signal: undefined }
+  const signal = o.signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal')
+  return { timeout: checkTimeout(o.timeout), signal }
+}
+
+function abortError(signal: AbortSignal): AbortError {
+  return new AbortError('The lock wait was aborted', { cause: signal.reason })
 }
 
 function ownerInfo(owner: NativeOwner | null | undefined): OwnerInfo | null {
@@ -192,48 +186,98 @@ function ownerInfo(owner: NativeOwner | null | undefined): OwnerInfo | null {
   return { pid: owner.pid, tid: owner.tid, since: owner.sinceMs == null ? null : new Date(owner.sinceMs) }
 }
 
+const isAsyncFunction = (fn: unknown): boolean =>
+  typeof fn === 'function' && fn.constructor?.name === 'AsyncFunction'
+
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  value !== null && (typeof value === 'object' || typeof value === 'function') &&
+  typeof (value as { then?: unknown }).then === 'function'
+
+// ---------------------------------------------------------------------------------------------
+// Waiting: timers longer than setTimeout allows, and one abort listener per signal.
+
+/** setTimeout caps delays at 2^31-1 ms (then fires at once); longer ones are chained. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+class Deadline {
+  #timer: ReturnType<typeof setTimeout> | undefined
+  constructor(ms: number, onExpiry: () => void) {
+    const end = performance.now() + ms
+    const arm = (delay: number) => {
+      this.#timer = setTimeout(() => {
+        const left = end - performance.now()
+        if (left > 0.5) arm(Math.min(left, MAX_TIMER_MS))
+        else onExpiry()
+      }, delay)
+    }
+    arm(Math.min(ms, MAX_TIMER_MS))
+  }
+  clear(): void {
+    clearTimeout(this.#timer)
+  }
+}
+
+// Many waits may share one AbortSignal: each signal gets one listener from us, however many
+// waits use it (an EventTarget warns past 10 listeners).
+const abortSubscribers = new WeakMap<AbortSignal, Set<() => void>>()
+
+function onAbort(signal: AbortSignal, fn: () => void): void {
+  let subscribers = abortSubscribers.get(signal)
+  if (!subscribers) {
+    const fresh = new Set<() => void>()
+    subscribers = fresh
+    abortSubscribers.set(signal, fresh)
+    signal.addEventListener('abort', () => {
+      abortSubscribers.delete(signal)
+      for (const fn of fresh) fn()
+    }, { once: true })
+  }
+  subscribers.add(fn)
+}
+
+function offAbort(signal: AbortSignal, fn: () => void): void {
+  abortSubscribers.get(signal)?.delete(fn)
+}
+
+/** A pending lock() call. */
+interface Waiter {
+  resolve(token: number): void
+  reject(err: unknown): void
+  deadline: Deadline | undefined
+  signal: AbortSignal | undefined
+  abort: (() => void) | undefined
+}
+
 // ---------------------------------------------------------------------------------------------
 // LockGuard
 
-// A lock held by the native waiter thread whose guard is collected unreleased is abandoned (the
-// next locker sees ownerDied): the critical section never finished. JS-thread locks need no
-// registration: they simply stay held until the thread exits.
-const abandonUnreleased = new FinalizationRegistry<{ handle: number; token: number }>(({ handle, token }) => {
-  process.emitWarning('robust-mutex: a LockGuard was garbage-collected while holding its lock; the lock was abandoned')
-  try {
-    binding.giveBack(handle, token, true)
-  } catch {
-    // The handle is gone too; the environment's cleanup abandons the lock.
-  }
-})
+// Only this module constructs handles and guards: a forged one could alias another's lock.
+const INTERNAL: unique symbol = Symbol('robust-mutex internal')
+// Lets a guard tell its mutex that the lock is free again (to serve queued lock() calls).
+const RELEASED: unique symbol = Symbol('robust-mutex released')
 
-const REMOTE_BIT = 2
-
-// A SharedMutex collected without close() closes its native handle (unless one of its locks is
-// still held: then the handle stays, as the lock does).
-const closeUnreachable = new FinalizationRegistry<number>((handle) => {
-  try {
-    binding.close(handle)
-  } catch {
-    // Still holding: keep it.
-  }
+// A guard collected while still held keeps its lock held (the critical section never
+// finished; the thread's exit reports the owner death): say so.
+const unreleasedGuards = new FinalizationRegistry<string>((where) => {
+  process.emitWarning(
+    `robust-mutex: a LockGuard of ${where} was garbage-collected while holding its lock; the lock stays held until this thread exits`,
+  )
 })
 
 /** Proof of holding the lock. Release it exactly once (or let `using` do it). */
 export class LockGuard implements Disposable {
+  readonly #mutex: SharedMutex
   readonly #handle: number
   readonly #token: number
-  // Keeps the SharedMutex (and so its native handle) alive while this guard exists.
-  readonly #mutex: SharedMutex
   #released = false
   #poison = false
 
-  /** @internal */
-  constructor(mutex: SharedMutex, handle: number, token: number) {
+  private constructor(key: symbol, mutex: SharedMutex, handle: number, token: number) {
+    if (key !== INTERNAL) throw new TypeError('LockGuard objects are made by SharedMutex lock methods')
     this.#mutex = mutex
     this.#handle = handle
     this.#token = token
-    if (token & REMOTE_BIT) abandonUnreleased.register(this, { handle, token }, this)
+    unreleasedGuards.register(this, mutex.path ?? 'an anonymous mutex', this)
   }
 
   /** The previous holder died holding the lock: the protected state may be half-updated. */
@@ -255,22 +299,42 @@ export class LockGuard implements Disposable {
   /**
    * Declare the protected state unrecoverable: on release the mutex is poisoned and every later
    * acquire, in every process, fails with NotRecoverableError until `SharedMutex.reset`.
+   * @throws {ReleasedError} if already released
    */
   markUnrecoverable(): void {
     if (this.#released) throw new ReleasedError('the lock guard was already released')
     this.#poison = true
   }
 
-  /** Unlock. Throws ReleasedError if already released. */
+  /**
+   * Unlock (marking the mutex healthy after an owner death, or poisoned after
+   * `markUnrecoverable()`). A release that fails can be retried.
+   * @throws {ReleasedError} if already released
+   * @throws {NotOwnerError} if called on a thread that does not hold the lock
+   */
   release(): void {
     if (this.#released) throw new ReleasedError('the lock guard was already released')
-    this.#released = true
-    if (this.#token & REMOTE_BIT) abandonUnreleased.unregister(this)
     try {
       fast.releaseFast(this.#handle, this.#token, this.#poison)
     } catch (err) {
-      throw translate(err)
+      const translated = translate(err)
+      if (translated instanceof ReleasedError) this.#done()
+      throw translated
     }
+    this.#done()
+    this.#mutex[RELEASED]()
+  }
+
+  /** Gives back a lock nobody used, keeping an owner death for the next acquirer. @internal */
+  handBack(): void {
+    native(() => binding.handBack(this.#handle, this.#token))
+    this.#done()
+    this.#mutex[RELEASED]()
+  }
+
+  #done(): void {
+    this.#released = true
+    unreleasedGuards.unregister(this)
   }
 
   /** Release if still held; never throws. */
@@ -284,57 +348,111 @@ export class LockGuard implements Disposable {
   }
 }
 
+type GuardConstructor = new (key: symbol, mutex: SharedMutex, handle: number, token: number) => LockGuard
+const Guard = LockGuard as unknown as GuardConstructor
+
 // ---------------------------------------------------------------------------------------------
 // SharedMutex
+
+// A SharedMutex collected without close() closes its native handle (unless one of its locks is
+// still held: then the handle stays, as the lock does).
+const closeUnreachable = new FinalizationRegistry<number>((handle) => {
+  try {
+    binding.close(handle)
+  } catch {
+    // Still holding: keep it.
+  }
+})
+
+const DEFAULT_RESET_TIMEOUT_MS = 5_000
 
 /** A cross-process mutex whose holder can die without leaving it locked. */
 export class SharedMutex implements Disposable {
   readonly #handle: number
   readonly #path: string | null
   readonly #fd: number
-  readonly #onOwnerDied: ((info: OwnerInfo | null) => void) | undefined
+  readonly #onOwnerDied: OwnerDiedHook | undefined
+  readonly #hookIsAsync: boolean
   #closed = false
+  /** Pending lock() calls, served in arrival order. */
+  readonly #queue: Waiter[] = []
+  /** The native watch in flight, if any. */
+  #watch: binding.NativeCancel | null = null
+  /** A watch was stopped: its last wake may be owed to another waiter. */
+  #stoppedWatch = false
+  /** Guards of this handle currently held (their release serves the queue). */
+  #holding = 0
 
-  private constructor(handle: number, options: OpenOptions | undefined) {
+  private constructor(key: symbol, handle: number, onOwnerDied: OwnerDiedHook | undefined) {
+    if (key !== INTERNAL) throw new TypeError('use SharedMutex.open(), anonymous() or fromFd()')
     this.#handle = handle
     this.#path = binding.pathOf(handle) ?? null
     this.#fd = binding.fdOf(handle)
-    this.#onOwnerDied = options?.onOwnerDied
+    this.#onOwnerDied = onOwnerDied
+    this.#hookIsAsync = isAsyncFunction(onOwnerDied)
     closeUnreachable.register(this, handle, this)
   }
 
-  /** Open the mutex file at `path`, creating it if missing. */
-  static open(path: string, options?: OpenOptions): SharedMutex {
-    if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string')
-    const nativeOptions = {
-      mode: options?.mode,
-      create: options?.create,
-      allowForeignPidNamespace: options?.allowForeignPidNamespace,
-      allowNetworkFilesystem: options?.allowNetworkFilesystem,
-      allowOtherOwner: options?.allowOtherOwner,
+  /**
+   * Open the mutex file at `path`, creating it (mode 0600) if missing.
+   * @throws {TypeError | RangeError} for bad arguments
+   * @throws {BadMutexError | AbiMismatchError | PidNamespaceError | InsecureError | UnsupportedError}
+   *   for a file that is not a usable mutex file (left unchanged), and OS errors (`ENOENT`, `EACCES`, ...)
+   */
+  static open(path: PathLike, options?: OpenOptions): SharedMutex {
+    const checkedPath = checkPath(path)
+    const o = checkObject(options, 'options') ?? {}
+    const mode = o.mode
+    if (mode !== undefined) {
+      if (typeof mode !== 'number') throw new TypeError('mode must be a number')
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
+        throw new RangeError(`mode must be an integer in 0..0o777, got ${mode}`)
+      }
     }
-    return new SharedMutex(native(() => binding.open(path, nativeOptions)), options)
+    const nativeOptions = {
+      mode,
+      create: checkBoolean(o.create, 'create'),
+      allowForeignPidNamespace: checkBoolean(o.allowForeignPidNamespace, 'allowForeignPidNamespace'),
+      allowNetworkFilesystem: checkBoolean(o.allowNetworkFilesystem, 'allowNetworkFilesystem'),
+      allowOtherOwner: checkBoolean(o.allowOtherOwner, 'allowOtherOwner'),
+    }
+    const hook = checkHook(o.onOwnerDied)
+    return new SharedMutex(INTERNAL, native(() => binding.open(checkedPath, nativeOptions)), hook)
   }
 
   /** A nameless mutex; give `mutex.fd` to child processes and open it there with `fromFd`. */
   static anonymous(options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
-    return new SharedMutex(native(() => binding.anonymous()), options)
+    const hook = checkHook(checkObject(options, 'options')?.onOwnerDied)
+    return new SharedMutex(INTERNAL, native(() => binding.anonymous()), hook)
   }
 
   /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). */
   static fromFd(fd: number, options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
     if (!Number.isInteger(fd) || fd < 0) throw new TypeError('fd must be a non-negative integer')
-    return new SharedMutex(native(() => binding.fromFd(fd)), options)
+    const hook = checkHook(checkObject(options, 'options')?.onOwnerDied)
+    return new SharedMutex(INTERNAL, native(() => binding.fromFd(fd)), hook)
   }
 
-  /** Retire and remove a mutex file. BusyError while any handle has it open. */
-  static destroy(path: string): void {
-    native(() => binding.destroy(path))
+  /**
+   * Retire and remove a mutex file.
+   * @throws {BusyError} while any handle, in any process, has it open
+   * @throws {BadMutexError} for a file that is not a mutex file (left in place)
+   */
+  static destroy(path: PathLike): void {
+    const checked = checkPath(path)
+    native(() => binding.destroy(checked))
   }
 
-  /** Clear the poisoned state of a mutex file (after repairing what it protects). */
-  static reset(path: string): void {
-    native(() => binding.reset(path))
+  /**
+   * Clear the poisoned state of a mutex file (after repairing what it protects) and bump its
+   * generation. Blocks this thread until the lock is free, at most `timeout` ms (default 5000).
+   * @throws {TimeoutError} when the lock stayed held
+   * @throws {DeadlockError} when this thread holds it
+   */
+  static reset(path: PathLike, options?: ResetOptions): void {
+    const checked = checkPath(path)
+    const timeout = checkTimeout(checkObject(options, 'options')?.timeout) ?? DEFAULT_RESET_TIMEOUT_MS
+    native(() => binding.reset(checked, timeout))
   }
 
   /** The file's path; null for anonymous and inherited mutexes. */
@@ -347,80 +465,62 @@ export class SharedMutex implements Disposable {
     return this.#closed ? -1 : this.#fd
   }
 
-  /** Acquire without blocking the event loop. */
-  async lock(options: LockOptions = {}): Promise<LockGuard> {
-    const { timeout, signal } = options
-    checkTimeout(timeout)
+  /**
+   * Acquire without blocking the event loop. Pending calls on one handle are granted in the order
+   * they were made (a `tryLock()` does not overtake them). Awaits an async `onOwnerDied` hook.
+   * @throws {TimeoutError | AbortError} when the wait ends without the lock
+   * @throws {NotRecoverableError} when the mutex is (or becomes) poisoned
+   * @throws {StaleError} when its file was retired or replaced
+   */
+  async lock(options?: LockOptions): Promise<LockGuard> {
+    const { timeout, signal } = lockOptions(options)
     if (signal?.aborted) throw abortError(signal)
-    let quick = 0
-    try {
-      quick = fast.tryLockFast(this.#open())
-    } catch (err) {
-      const translated = translate(err)
-      // Held by this very thread: queue behind it (on the waiter thread) instead of failing.
-      if (!(translated instanceof DeadlockError)) throw translated
-    }
-    if (quick !== 0) return this.#admit(quick)
-    const cancel = new NativeCancel()
-    const pending = native(() => binding.lockAsync(this.#open(), cancel, timeout))
-    if (!signal) {
-      let granted: number
+    const handle = this.#open()
+    if (this.#queue.length === 0) {
+      let token = 0
       try {
-        granted = await pending
+        token = fast.tryLockFast(handle)
       } catch (err) {
-        throw translate(err)
+        const translated = translate(err)
+        // Held by this very thread: queue behind it instead of failing.
+        if (!(translated instanceof DeadlockError)) throw translated
       }
-      return this.#admit(granted)
+      if (token !== 0) return this.#admitAsync(token)
     }
-    return new Promise<LockGuard>((resolve, reject) => {
-      let settled = false
-      const onAbort = () => {
-        if (settled) return
-        settled = true
-        cancel.cancel()
-        reject(abortError(signal))
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      pending.then(
-        (granted) => {
-          signal.removeEventListener('abort', onAbort)
-          if (settled) {
-            // Aborted while the grant was on its way: give it back, never leak it.
-            binding.giveBack(this.#handle, granted, false)
-            return
-          }
-          settled = true
-          try {
-            resolve(this.#admit(granted))
-          } catch (err) {
-            reject(err)
-          }
-        },
-        (err: unknown) => {
-          signal.removeEventListener('abort', onAbort)
-          if (settled) return
-          settled = true
-          reject(translate(err))
-        },
-      )
-    })
+    return this.#admitAsync(await this.#enqueue(timeout, signal))
   }
 
-  /** Acquire, blocking this thread (for CLIs, tests and workers; never in an Electron main process). */
-  lockSync(options: { timeout?: number } = {}): LockGuard {
-    checkTimeout(options.timeout)
-    return this.#admit(native(() => binding.lockSync(this.#open(), options.timeout)))
+  /**
+   * Acquire, blocking this thread (for CLIs, tests and workers; never in an Electron main
+   * process). A worker being terminated stops waiting.
+   * @throws {TimeoutError} after `timeout` ms
+   * @throws {DeadlockError} when this thread already holds it (through any handle)
+   * @throws {NotRecoverableError | StaleError} as `lock()`
+   * @throws {TypeError} when `onOwnerDied` is an async function (use `lock()`)
+   */
+  lockSync(options?: { timeout?: number }): LockGuard {
+    const timeout = checkTimeout(checkObject(options, 'lockSync options')?.timeout)
+    this.#syncHookOnly()
+    const handle = this.#open()
+    return this.#admitSync(native(() => binding.lockSync(handle, timeout)))
   }
 
-  /** Acquire if free; null if held elsewhere. DeadlockError if this thread holds it. */
+  /**
+   * Acquire if free; null if held elsewhere or if `lock()` calls of this handle are waiting.
+   * @throws {DeadlockError} when this thread holds it
+   * @throws {TypeError} when `onOwnerDied` is an async function (use `lock()`)
+   */
   tryLock(): LockGuard | null {
-    let granted: number
+    const handle = this.#open()
+    if (this.#queue.length !== 0) return null
+    this.#syncHookOnly()
+    let token: number
     try {
-      granted = fast.tryLockFast(this.#open())
+      token = fast.tryLockFast(handle)
     } catch (err) {
       throw translate(err)
     }
-    return granted !== 0 ? this.#admit(granted) : null
+    return token !== 0 ? this.#admitSync(token) : null
   }
 
   /** Run `fn` under the lock; the lock is released when it returns or throws. */
@@ -454,9 +554,26 @@ export class SharedMutex implements Disposable {
     return native(() => binding.isStale(this.#open()))
   }
 
-  /** Close this handle. BusyError while one of its guards is held or a lock() is pending. */
+  /**
+   * `SharedMutex.reset` through this handle (the only way for anonymous mutexes).
+   * @throws {TimeoutError | DeadlockError} as `SharedMutex.reset`
+   */
+  resetPoison(options?: ResetOptions): void {
+    const timeout = checkTimeout(checkObject(options, 'options')?.timeout) ?? DEFAULT_RESET_TIMEOUT_MS
+    const handle = this.#open()
+    native(() => binding.resetPoison(handle, timeout))
+  }
+
+  /**
+   * Close this handle.
+   * @throws {BusyError} while one of its guards is held or a lock() is pending
+   */
   close(): void {
     if (this.#closed) return
+    if (this.#queue.length !== 0) throw new BusyError('a lock() of this handle is still pending')
+    this.#stopWatching()
+    // A watch stopped just as the lock was freed may have consumed a wake meant for another.
+    if (this.#stoppedWatch) binding.passWake(this.#handle)
     native(() => binding.close(this.#handle))
     this.#closed = true
     closeUnreachable.unregister(this)
@@ -471,25 +588,163 @@ export class SharedMutex implements Disposable {
     }
   }
 
+  /** A guard of this handle was released or handed back: serve the queue. @internal */
+  [RELEASED](): void {
+    this.#holding--
+    if (this.#queue.length !== 0) this.#serve()
+  }
+
   /** The native handle; slots are reused after close, so a closed handle must never be used. */
   #open(): number {
     if (this.#closed) throw new ClosedError('the mutex handle was closed')
     return this.#handle
   }
 
-  /** Wrap a fresh lock token, running the onOwnerDied hook first. */
-  #admit(token: number): LockGuard {
-    const guard = new LockGuard(this, this.#handle, token)
-    if (this.#onOwnerDied && guard.ownerDied) {
-      try {
-        this.#onOwnerDied(guard.deadOwner)
-      } catch (err) {
-        guard.markUnrecoverable()
-        guard.release()
-        throw new NotRecoverableError('the onOwnerDied hook threw; the mutex is now poisoned', { cause: err })
-      }
+  #syncHookOnly(): void {
+    if (this.#hookIsAsync) {
+      throw new TypeError('onOwnerDied is an async function: lockSync() and tryLock() cannot await it; use lock()')
+    }
+  }
+
+  #guard(token: number): LockGuard {
+    this.#holding++
+    return new Guard(INTERNAL, this, this.#handle, token)
+  }
+
+  /** Wrap a fresh lock token, running a synchronous onOwnerDied hook first. */
+  #admitSync(token: number): LockGuard {
+    const guard = this.#guard(token)
+    if (!guard.ownerDied || !this.#onOwnerDied) return guard
+    let result: unknown
+    try {
+      result = this.#onOwnerDied(guard.deadOwner)
+    } catch (err) {
+      throw this.#poisoned(guard, err)
+    }
+    if (isThenable(result)) {
+      // Cannot be awaited here: give the lock back, its owner death still to be reported.
+      Promise.resolve(result).catch(() => {})
+      guard.handBack()
+      throw new TypeError('onOwnerDied returned a promise: lockSync() and tryLock() cannot await it; use lock()')
     }
     return guard
+  }
+
+  /** Wrap a fresh lock token, awaiting the onOwnerDied hook first. */
+  async #admitAsync(token: number): Promise<LockGuard> {
+    const guard = this.#guard(token)
+    if (!guard.ownerDied || !this.#onOwnerDied) return guard
+    try {
+      await this.#onOwnerDied(guard.deadOwner)
+    } catch (err) {
+      throw this.#poisoned(guard, err)
+    }
+    return guard
+  }
+
+  #poisoned(guard: LockGuard, cause: unknown): NotRecoverableError {
+    guard.markUnrecoverable()
+    guard.release()
+    return new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause })
+  }
+
+  /** Queue a lock() call; resolves with a lock token taken by this thread. */
+  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, deadline: undefined, signal, abort: undefined }
+      this.#queue.push(waiter)
+      if (timeout !== undefined && timeout !== Infinity) {
+        waiter.deadline = new Deadline(timeout, () => this.#giveUp(waiter, new TimeoutError('timed out waiting for the lock')))
+      }
+      if (signal) {
+        waiter.abort = () => this.#giveUp(waiter, abortError(signal))
+        onAbort(signal, waiter.abort)
+      }
+      this.#serve()
+    })
+  }
+
+  /** A waiter stops waiting (timeout, abort). */
+  #giveUp(waiter: Waiter, err: unknown): void {
+    const index = this.#queue.indexOf(waiter)
+    if (index < 0) return
+    this.#queue.splice(index, 1)
+    this.#forget(waiter)
+    waiter.reject(err)
+    if (this.#queue.length === 0) this.#stopWatching()
+  }
+
+  #forget(waiter: Waiter): void {
+    waiter.deadline?.clear()
+    if (waiter.signal && waiter.abort) offAbort(waiter.signal, waiter.abort)
+  }
+
+  /** Try to take the lock for the first waiter; otherwise watch until it may be free. */
+  #serve(): void {
+    while (this.#queue.length !== 0) {
+      let token: number
+      try {
+        token = binding.tryLockAfterWait(this.#handle)
+      } catch (err) {
+        const translated = translate(err)
+        if (translated instanceof DeadlockError) {
+          // Held by this thread: a guard of this handle serves the queue when released; one of
+          // another handle needs the watch.
+          if (this.#holding === 0) this.#startWatching()
+          return
+        }
+        const waiter = this.#queue.shift()!
+        this.#forget(waiter)
+        waiter.reject(translated)
+        continue
+      }
+      if (token === 0) {
+        this.#startWatching()
+        return
+      }
+      const waiter = this.#queue.shift()!
+      this.#forget(waiter)
+      waiter.resolve(token)
+      this.#stopWatching()
+      return
+    }
+    this.#stopWatching()
+  }
+
+  #startWatching(): void {
+    if (this.#watch) return
+    const cancel = new binding.NativeCancel()
+    this.#watch = cancel
+    binding.watch(this.#handle, cancel).then(
+      () => {
+        if (this.#watch !== cancel) {
+          // Stopped meanwhile: hand the wake that ended this watch on to another waiter.
+          if (!this.#closed) binding.passWake(this.#handle)
+          return
+        }
+        this.#watch = null
+        if (this.#queue.length === 0) binding.passWake(this.#handle)
+        else this.#serve()
+      },
+      (err: unknown) => {
+        if (this.#watch !== cancel) return // cancelled by us
+        this.#watch = null
+        // Poisoned, retired or replaced: the first waiter learns why; the rest try again.
+        const waiter = this.#queue.shift()
+        if (waiter) {
+          this.#forget(waiter)
+          waiter.reject(translate(err))
+        }
+        this.#serve()
+      },
+    )
+  }
+
+  #stopWatching(): void {
+    if (!this.#watch) return
+    this.#watch.cancel()
+    this.#watch = null
+    this.#stoppedWatch = true
   }
 }
 

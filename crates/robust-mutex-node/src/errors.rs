@@ -14,10 +14,6 @@ pub(crate) fn coded(code: &str, message: impl std::fmt::Display) -> napi::Error 
     napi::Error::new(napi::Status::GenericFailure, format!("{code}: {message}"))
 }
 
-pub(crate) fn cancelled() -> napi::Error {
-    to_napi(Error::Cancelled)
-}
-
 pub(crate) fn closed() -> napi::Error {
     coded("ECLOSED", "the mutex handle was closed")
 }

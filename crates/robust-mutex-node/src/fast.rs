@@ -53,6 +53,13 @@ unsafe fn throw(env: sys::napi_env, err: napi::Error) -> sys::napi_value {
     ptr::null_mut()
 }
 
+/// No panic may unwind into Node (that aborts the process): it becomes an exception.
+#[inline(always)]
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(napi::bindgen_prelude::panic_to_error(payload)))
+}
+
 fn handle_arg(value: Option<f64>) -> Result<u32> {
     match value {
         Some(v) if (0.0..=u32::MAX as f64).contains(&v) && (v as u32) as f64 == v => Ok(v as u32),
@@ -64,7 +71,8 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
     // SAFETY: env/info come from Node for this callback.
     let [handle] = unsafe { args::<1>(env, info) };
     // SAFETY: as above.
-    let result = handle_arg(unsafe { number(env, handle) }).and_then(crate::mutex::try_lock);
+    let handle = unsafe { number(env, handle) };
+    let result = guarded(|| handle_arg(handle).and_then(crate::mutex::try_lock));
     match result {
         Ok(token) => {
             let mut out = ptr::null_mut();
@@ -86,7 +94,8 @@ unsafe extern "C" fn release_fast(env: sys::napi_env, info: sys::napi_callback_i
     // SAFETY: env is live.
     let token = unsafe { number(env, token) }.unwrap_or(0.0);
     // SAFETY: as above.
-    let result = handle_arg(unsafe { number(env, handle) }).and_then(|h| crate::mutex::release(h, token, poisoned));
+    let handle = unsafe { number(env, handle) };
+    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::release(h, token, poisoned)));
     match result {
         Ok(()) => ptr::null_mut(), // undefined
         // SAFETY: env is live.

@@ -1,12 +1,16 @@
-//! Node.js binding for `robust-mutex` (napi-rs). Thin: argument conversion, the hand-off of
-//! contended waits to a native waiter thread, and error codes. `index.ts` builds the public
-//! TypeScript API on top.
+//! Node.js binding for `robust-mutex` (napi-rs). Thin: argument conversion, the native watch of
+//! a contended `lock()`, and error codes. `index.ts` builds the public TypeScript API on top.
+//!
+//! One owner per hold: every lock is acquired and released by the JS thread whose guard it is;
+//! other threads only watch (`watcher.rs`).
 
+mod env_state;
 mod errors;
 mod fast;
+mod handles;
 mod mutex;
 mod token;
-mod waiter;
+mod watcher;
 
 use napi_derive::napi;
 

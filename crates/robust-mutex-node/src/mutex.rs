@@ -1,28 +1,30 @@
 //! The binding's functions: argument conversion and thread hand-off over
-//! `robust_mutex::SharedMutex`.
+//! `robust_mutex::SharedMutex`. Every lock is acquired by the JS thread that will release it:
+//! `tryLock`/`tryLockAfterWait` and `lockSync` on the calling thread, and a contended `lock()`
+//! as a native *watch* (see `watcher.rs`) followed by `tryLockAfterWait` on the JS thread.
 //!
-//! Handles are small integers into a per-thread table, and the functions are plain napi
-//! functions rather than class methods: a napi-rs class method call costs ~0.5 µs here (type-tag
-//! check, unwrap, borrow tracking), several times the whole lock/unlock budget. The table is
-//! thread-local because each JS thread (main or worker) is its own lock owner; a worker's table
-//! dies with its thread.
+//! Functions are plain napi functions over handle numbers (see `handles.rs`); every one catches
+//! panics at the boundary (`catch_unwind`), so none can abort the process.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
-use napi::CleanupEnvHook;
 use napi_derive::napi;
-use robust_mutex::{CancelToken, OpenOptions, RawAcquisition, SharedMutex};
+use robust_mutex::{CancelToken, OpenOptions, SharedMutex};
 
-use crate::errors::{closed, coded, to_napi};
+use crate::env_state::stopping;
+use crate::errors::{coded, to_napi};
+use crate::handles::{self, register, with_handle};
 use crate::token::Token;
-use crate::waiter::{Request, WaiterShared};
+use crate::watcher::{Resolver, Watch};
 
-/// Options of `NativeMutex.open`, as passed by `index.ts`.
+/// How often a blocked `lockSync` looks whether its worker is being terminated.
+const SYNC_SLICE: Duration = Duration::from_millis(100);
+
+/// Options of `open`, as passed by `index.ts` (which validates them first).
 #[napi(object)]
 pub struct NativeOpenOptions {
     /// Permission bits of a created file (default 0o600).
@@ -84,7 +86,7 @@ pub struct NativeState {
     pub owner_deaths: f64,
 }
 
-/// A cancellation handle for one pending `lockAsync`.
+/// A cancellation handle for one native watch.
 #[napi]
 pub struct NativeCancel {
     token: CancelToken,
@@ -98,7 +100,7 @@ impl NativeCancel {
         NativeCancel { token: CancelToken::new() }
     }
 
-    /// Cancels the wait (noticed within one 100 ms slice).
+    /// Stops the watch (noticed within one 100 ms slice; a wake it consumed is passed on).
     #[napi]
     pub fn cancel(&self) {
         self.token.cancel();
@@ -111,109 +113,36 @@ impl Default for NativeCancel {
     }
 }
 
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// A lock held by the JS thread itself (fast path or `lockSync`). The table being thread-local,
-/// every entry was acquired by the thread that can see it.
-struct Local {
-    id: u64,
-    held: RawAcquisition,
-}
-
-/// One open handle in this thread's table.
-struct Handle {
-    mutex: SharedMutex,
-    shared: Arc<WaiterShared>,
-    /// Locks held by this JS thread through this handle (rarely more than one).
-    local: Vec<Local>,
-    next_local_id: u64,
-    cleanup: Option<CleanupEnvHook<Arc<WaiterShared>>>,
-}
-
-impl Handle {
-    #[inline]
-    fn hold(&mut self, held: RawAcquisition) -> f64 {
-        self.next_local_id += 1;
-        let id = self.next_local_id;
-        let owner_died = held.owner_died();
-        self.local.push(Local { id, held });
-        Token { id, remote: false, owner_died }.encode()
-    }
-
-    #[inline]
-    fn take_local(&mut self, id: u64) -> Result<RawAcquisition> {
-        match self.local.iter().position(|l| l.id == id) {
-            Some(index) => Ok(self.local.swap_remove(index).held),
-            None => Err(coded("ERELEASED", "the lock guard was already released")),
-        }
-    }
-
-    #[inline]
-    fn release_local(&mut self, id: u64, poison: bool) -> Result<()> {
-        let mut held = self.take_local(id)?;
-        if poison {
-            held.poison();
-        }
-        // SAFETY: `held` was acquired from `self.mutex` by this thread: the table is
-        // thread-local, so only the acquiring thread can reach the entry.
-        unsafe { self.mutex.release_raw(held) }.map_err(to_napi)
-    }
-}
-
-impl Drop for Handle {
-    /// The thread ends (or its table is dropped) while it still holds: the critical section
-    /// never finished, so the lock is not unlocked (dropping a `RawAcquisition` keeps it held);
-    /// the thread's exit makes the kernel report the owner death to the next acquirer.
-    fn drop(&mut self) {
-        self.shared.shutdown();
-    }
-}
-
-thread_local! {
-    static HANDLES: RefCell<Vec<Option<Handle>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn with_handle<T>(handle: u32, f: impl FnOnce(&mut Handle) -> Result<T>) -> Result<T> {
-    HANDLES.with(|table| {
-        let mut table = table.borrow_mut();
-        match table.get_mut(handle as usize).and_then(Option::as_mut) {
-            Some(h) => f(h),
-            None => Err(closed()),
-        }
-    })
-}
-
-fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
-    let shared = Arc::new(WaiterShared::default());
-    // A worker that terminates (or an env torn down) while the waiter thread holds for it must
-    // abandon that lock, so that others see the owner death.
-    let cleanup = env.add_env_cleanup_hook(Arc::clone(&shared), |shared| shared.abandon_all())?;
-    let handle = Handle { mutex, shared, local: Vec::new(), next_local_id: 0, cleanup: Some(cleanup) };
-    HANDLES.with(|table| {
-        let mut table = table.borrow_mut();
-        let slot = table.iter().position(Option::is_none).unwrap_or_else(|| {
-            table.push(None);
-            table.len() - 1
-        });
-        table[slot] = Some(handle);
-        Ok(slot as u32)
-    })
-}
-
+/// Milliseconds to a deadline. `None`, `Infinity`, and timeouts too far away to represent
+/// (centuries) mean no deadline. `index.ts` rejects negative and non-numbers first.
 fn deadline_after(timeout_ms: Option<f64>) -> Result<Option<Instant>> {
     match timeout_ms {
         None => Ok(None),
-        Some(ms) if ms == f64::INFINITY => Ok(None),
-        Some(ms) if ms.is_finite() && ms >= 0.0 => {
-            Ok(Instant::now().checked_add(Duration::from_secs_f64(ms / 1000.0)))
+        Some(ms) if ms >= 0.0 => {
+            Ok(Duration::try_from_secs_f64(ms / 1000.0).ok().and_then(|d| Instant::now().checked_add(d)))
         }
         Some(ms) => Err(coded("EINVAL", format!("timeout must be a non-negative number of milliseconds, got {ms}"))),
     }
 }
 
+/// The deadline has not passed (there is none, or it is still ahead).
+fn not_yet(deadline: Option<Instant>) -> bool {
+    match deadline {
+        Some(deadline) => Instant::now() < deadline,
+        None => true,
+    }
+}
+
+fn path_from(path: Either<String, Buffer>) -> PathBuf {
+    match path {
+        Either::A(s) => PathBuf::from(s),
+        Either::B(bytes) => PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)),
+    }
+}
+
 /// Opens or creates a mutex file; returns a handle.
-#[napi]
-pub fn open(env: Env, path: String, options: Option<NativeOpenOptions>) -> Result<u32> {
+#[napi(catch_unwind)]
+pub fn open(env: Env, path: Either<String, Buffer>, options: Option<NativeOpenOptions>) -> Result<u32> {
     let mut open = OpenOptions::new();
     if let Some(o) = options {
         if let Some(mode) = o.mode {
@@ -226,17 +155,17 @@ pub fn open(env: Env, path: String, options: Option<NativeOpenOptions>) -> Resul
             .allow_network_filesystem(o.allow_network_filesystem.unwrap_or(false))
             .allow_other_owner(o.allow_other_owner.unwrap_or(false));
     }
-    register(&env, open.open(&path).map_err(to_napi)?)
+    register(&env, open.open(path_from(path)).map_err(to_napi)?)
 }
 
 /// A nameless mutex (memfd) to share with child processes through its `fd`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn anonymous(env: Env) -> Result<u32> {
     register(&env, SharedMutex::anonymous().map_err(to_napi)?)
 }
 
 /// Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated).
-#[napi]
+#[napi(catch_unwind)]
 pub fn from_fd(env: Env, fd: i32) -> Result<u32> {
     if fd < 0 {
         return Err(coded("EBADF", format!("{fd} is not a file descriptor")));
@@ -251,38 +180,41 @@ pub fn from_fd(env: Env, fd: i32) -> Result<u32> {
 }
 
 /// Retires and removes a mutex file (EBUSY while in use).
-#[napi]
-pub fn destroy(path: String) -> Result<()> {
-    SharedMutex::destroy(&path).map_err(to_napi)
+#[napi(catch_unwind)]
+pub fn destroy(path: Either<String, Buffer>) -> Result<()> {
+    SharedMutex::destroy(path_from(path)).map_err(to_napi)
 }
 
-/// Clears POISONED on a mutex file.
-#[napi]
-pub fn reset(path: String) -> Result<()> {
-    SharedMutex::reset(&path).map_err(to_napi)
+/// Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock.
+#[napi(catch_unwind)]
+pub fn reset(path: Either<String, Buffer>, timeout_ms: Option<f64>) -> Result<()> {
+    let deadline = deadline_after(timeout_ms)?;
+    let mutex = OpenOptions::new().create(false).open(path_from(path)).map_err(to_napi)?;
+    mutex.reset_until(deadline).map_err(to_napi)
 }
 
-/// Clears POISONED through a handle.
-#[napi]
-pub fn reset_poison(handle: u32) -> Result<()> {
-    with_handle(handle, |h| h.mutex.reset_poison().map_err(to_napi))
+/// Clears POISONED through a handle, waiting at most `timeoutMs` for the lock.
+#[napi(catch_unwind)]
+pub fn reset_poison(handle: u32, timeout_ms: Option<f64>) -> Result<()> {
+    let deadline = deadline_after(timeout_ms)?;
+    with_handle(handle, |h| h.mutex.reset_until(deadline).map_err(to_napi))
 }
 
 /// The path, or null for anonymous and inherited mutexes.
-#[napi]
+#[napi(catch_unwind)]
 pub fn path_of(handle: u32) -> Result<Option<String>> {
     with_handle(handle, |h| Ok(h.mutex.path().map(|p| p.to_string_lossy().into_owned())))
 }
 
 /// The descriptor, to pass to child processes.
-#[napi]
+#[napi(catch_unwind)]
 pub fn fd_of(handle: u32) -> Result<i32> {
     with_handle(handle, |h| Ok(h.mutex.as_fd().as_raw_fd()))
 }
 
 /// The fast path: one trylock on the calling JS thread. Returns a lock token, or 0 when held
-/// elsewhere; throws EDEADLK when this thread holds it.
-#[napi]
+/// elsewhere; throws EDEADLK when this thread holds it. (`tryLockFast` is its raw twin.)
+#[napi(catch_unwind)]
 pub fn try_lock(handle: u32) -> Result<f64> {
     with_handle(handle, |h| match h.mutex.try_acquire_raw().map_err(to_napi)? {
         Some(held) => Ok(h.hold(held)),
@@ -290,85 +222,89 @@ pub fn try_lock(handle: u32) -> Result<f64> {
     })
 }
 
-/// Blocks the JS thread until acquired (sliced waits; `timeoutMs` optional). Returns a token.
-#[napi]
-pub fn lock_sync(handle: u32, timeout_ms: Option<f64>) -> Result<f64> {
-    let deadline = deadline_after(timeout_ms)?;
-    with_handle(handle, |h| {
-        if h.shared.holding() {
-            return Err(to_napi(robust_mutex::Error::Deadlock));
-        }
-        let held = h.mutex.acquire_raw_until(deadline, &CancelToken::new()).map_err(to_napi)?;
-        Ok(h.hold(held))
+/// `tryLock` after a watch: counts as contended and keeps other sleepers wakeable.
+#[napi(catch_unwind)]
+pub fn try_lock_after_wait(handle: u32) -> Result<f64> {
+    with_handle(handle, |h| match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
+        Some(held) => Ok(h.hold(held)),
+        None => Ok(0.0),
     })
 }
 
-/// Waits on the handle's waiter thread; the promise resolves with a token on the JS thread.
-#[napi(ts_return_type = "Promise<number>")]
-pub fn lock_async<'env>(
-    env: &'env Env,
-    handle: u32,
-    cancel: &NativeCancel,
-    timeout_ms: Option<f64>,
-) -> Result<Object<'env>> {
+/// Blocks the JS thread until acquired (`timeoutMs` optional). Returns a token. Gives up with
+/// ETERMINATED when its worker is being terminated, handing back a lock it got meanwhile (a
+/// thread that never entered its critical section is no owner death).
+#[napi(catch_unwind)]
+pub fn lock_sync(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<f64> {
     let deadline = deadline_after(timeout_ms)?;
-    let (deferred, promise) = env.create_deferred()?;
-    let request =
-        Request { id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed), deadline, cancel: cancel.token.clone(), deferred };
-    with_handle(handle, |h| h.shared.submit(&h.mutex, request))?;
+    let never = CancelToken::new();
+    let terminating = || coded("ETERMINATED", "the thread is being terminated");
+    with_handle(handle, |h| loop {
+        let slice_end = Instant::now() + SYNC_SLICE;
+        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+        match h.mutex.acquire_raw_until(Some(until), &never) {
+            Ok(held) if stopping(&env) => {
+                // SAFETY: acquired just above by this thread from this handle's mutex.
+                unsafe { h.mutex.hand_back_raw(held) }.map_err(to_napi)?;
+                return Err(terminating());
+            }
+            Ok(held) => return Ok(h.hold(held)),
+            Err(robust_mutex::Error::Timeout) if not_yet(deadline) => {
+                if stopping(&env) {
+                    return Err(terminating());
+                }
+            }
+            Err(err) => return Err(to_napi(err)),
+        }
+    })
+}
+
+/// Watches the lock on the handle's watcher thread: resolves once nobody holds it (released,
+/// or its holder died), so that the JS thread can `tryLockAfterWait`. Rejects with
+/// ENOTRECOVERABLE / ESTALE, or ECANCELED after `cancel.cancel()`.
+#[napi(catch_unwind, ts_return_type = "Promise<void>")]
+pub fn watch<'env>(env: &'env Env, handle: u32, cancel: &NativeCancel) -> Result<Object<'env>> {
+    let (deferred, promise) = env.create_deferred::<(), Resolver>()?;
+    let request = Watch { cancel: cancel.token.clone(), deferred };
+    with_handle(handle, |h| h.watcher.submit(&h.mutex, request))?;
     Ok(promise)
 }
 
-/// Unlocks the lock of `token` on the thread that holds it (marking it consistent after an owner
-/// death, or poisoned when `poison`). Returns once the lock is free; ERELEASED if the token was
-/// already released.
-#[napi]
-pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
-    let token = Token::decode(token)?;
+/// Wakes one sleeper on the lock: for a watch that returned but whose caller no longer wants
+/// the lock (it was aborted or timed out meanwhile).
+#[napi(catch_unwind)]
+pub fn pass_wake(handle: u32) -> Result<()> {
     with_handle(handle, |h| {
-        if token.remote {
-            return h.shared.release(token.id, poison);
-        }
-        h.release_local(token.id, poison)
-    })
-}
-
-/// For a grant that arrived after its request was aborted, or whose guard object was collected
-/// unreleased: give it back. With `abandon` (or an owner death) a waiter-thread lock is
-/// abandoned, so the next acquirer is told its owner died; a JS-thread lock that cannot be
-/// released cleanly stays held until the thread exits.
-#[napi]
-pub fn give_back(handle: u32, token: f64, abandon: bool) -> Result<()> {
-    let token = Token::decode(token)?;
-    with_handle(handle, |h| {
-        if token.remote {
-            h.shared.give_back(token.id, abandon || token.owner_died);
-        } else if abandon || token.owner_died {
-            // Dropping the raw acquisition keeps the lock held until this thread exits.
-            drop(h.take_local(token.id));
-        } else {
-            let _ = h.release_local(token.id, false);
-        }
+        h.mutex.pass_wake();
         Ok(())
     })
 }
 
+/// Unlocks the lock of `token` (marking it consistent after an owner death, or poisoned when
+/// `poison`). ERELEASED if the token was already released. (`releaseFast` is its raw twin.)
+#[napi(catch_unwind)]
+pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
+    let token = Token::decode(token)?;
+    with_handle(handle, |h| h.release(token.id, poison))
+}
+
+/// Gives back a lock that was never used: released, or, if it found its owner dead, recorded
+/// abandoned so that the next acquirer is told.
+#[napi(catch_unwind)]
+pub fn hand_back(handle: u32, token: f64) -> Result<()> {
+    let token = Token::decode(token)?;
+    with_handle(handle, |h| h.hand_back(token.id))
+}
+
 /// Who died holding the lock before `token` acquired it, as it recorded itself.
-#[napi]
+#[napi(catch_unwind)]
 pub fn dead_owner(handle: u32, token: f64) -> Result<Option<NativeOwner>> {
     let token = Token::decode(token)?;
-    with_handle(handle, |h| {
-        let owner = if token.remote {
-            h.shared.dead_owner(token.id)
-        } else {
-            h.local.iter().find(|l| l.id == token.id).and_then(|l| l.held.dead_owner())
-        };
-        Ok(owner.map(NativeOwner::from))
-    })
+    with_handle(handle, |h| Ok(h.dead_owner(token.id).map(NativeOwner::from)))
 }
 
 /// A snapshot of the lock and its counters.
-#[napi]
+#[napi(catch_unwind)]
 pub fn state(handle: u32) -> Result<NativeState> {
     with_handle(handle, |h| {
         let s = h.mutex.state();
@@ -387,35 +323,34 @@ pub fn state(handle: u32) -> Result<NativeState> {
 }
 
 /// The file was deleted or replaced at its path.
-#[napi]
+#[napi(catch_unwind)]
 pub fn is_stale(handle: u32) -> Result<bool> {
     with_handle(handle, |h| Ok(h.mutex.is_stale()))
 }
 
-/// Closes a handle; EBUSY while one of its locks is held or a wait is pending. Closing a closed
-/// handle does nothing.
-#[napi]
-pub fn close(env: Env, handle: u32) -> Result<()> {
-    let removed = HANDLES.with(|table| {
-        let mut table = table.borrow_mut();
-        let Some(slot) = table.get_mut(handle as usize) else { return Ok(None) };
-        let Some(h) = slot.as_ref() else { return Ok(None) };
-        if !h.local.is_empty() || h.shared.holding() {
+/// Closes a handle; EBUSY while one of its locks is held or a watch is running. Closing a
+/// closed handle does nothing.
+#[napi(catch_unwind)]
+pub fn close(handle: u32) -> Result<()> {
+    let removed = handles::remove(handle, |h| {
+        if h.holds_any() {
             return Err(coded("EBUSY", "a lock guard of this handle is still held; release it first"));
         }
-        if h.shared.has_pending() {
+        if h.watcher.busy() {
             return Err(coded("EBUSY", "a lock() of this handle is still pending"));
         }
-        Ok(slot.take())
+        Ok(())
     })?;
-    if let Some(mut h) = removed {
-        if let Some(hook) = h.cleanup.take() {
-            env.remove_env_cleanup_hook(hook)?;
-        }
-        h.shared.shutdown();
+    if let Some(h) = removed {
         let mutex = h.mutex.clone();
         drop(h);
         mutex.close().map_err(to_napi)?;
     }
     Ok(())
+}
+
+/// Panics on purpose, to test that no panic crosses into Node (it becomes an exception).
+#[napi(catch_unwind)]
+pub fn panic_for_testing() -> Result<()> {
+    panic!("deliberate panic (test hook)")
 }

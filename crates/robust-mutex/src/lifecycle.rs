@@ -68,7 +68,25 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn reset_poison(&self) -> Result<(), Error> {
-        self.inner.with_admin_lock(|header| {
+        self.reset_until(None)
+    }
+
+    /// [`reset_poison`](Self::reset_poison) waiting for the lock at most until `deadline`
+    /// (then [`Error::Timeout`]); [`Error::Deadlock`] if this thread holds it.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.lock()?;
+    /// let other = std::thread::scope(|s| {
+    ///     s.spawn(|| mutex.reset_until(Some(Instant::now() + Duration::from_millis(50)))).join().unwrap()
+    /// });
+    /// assert_eq!(other.unwrap_err().code(), "ETIMEDOUT");
+    /// # drop(held);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn reset_until(&self, deadline: Option<std::time::Instant>) -> Result<(), Error> {
+        self.inner.with_admin_lock(deadline, |header| {
             let _ = header.state.compare_exchange(
                 State::Poisoned as u32,
                 State::Ready as u32,

@@ -612,14 +612,25 @@ impl Inner {
     }
 
     /// Acquires ignoring POISONED (for `reset`), then runs `f` under the lock.
-    pub(crate) fn with_admin_lock<T>(&self, f: impl FnOnce(&header::Shared) -> T) -> Result<T, Error> {
+    pub(crate) fn with_admin_lock<T>(
+        &self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&header::Shared) -> T,
+    ) -> Result<T, Error> {
         let how = match self.raw.try_lock() {
             Ok(Some(how)) => how,
             Ok(None) => loop {
                 if self.is_stale() {
                     return Err(Error::Stale { path: self.path.clone() });
                 }
-                match self.raw.lock_slice(SLICE) {
+                let slice = match deadline {
+                    Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => left.min(SLICE),
+                        _ => return Err(Error::Timeout),
+                    },
+                    None => SLICE,
+                };
+                match self.raw.lock_slice(slice) {
                     Ok(Some(how)) => break how,
                     Ok(None) => self.recover_vanished_holder(),
                     Err(errno) => return Err(self.lock_error(errno)),
