@@ -378,6 +378,23 @@ export class LockGuard implements Disposable {
   }
 }
 
+/** Runs `fn` holding `guard`, releasing when it returns, throws or its promise settles. */
+function runHolding<T>(guard: LockGuard, fn: (guard: LockGuard) => T | Promise<T>): Promise<T> {
+  const release = () => {
+    if (!guard.released) guard.release()
+  }
+  let result: T | Promise<T>
+  try {
+    result = fn(guard)
+  } catch (err) {
+    release()
+    return Promise.reject(err)
+  }
+  if (isThenable(result)) return Promise.resolve(result).finally(release)
+  release()
+  return Promise.resolve(result)
+}
+
 type GuardConstructor = new (key: symbol, mutex: SharedMutex, handle: number, token: number) => LockGuard
 const Guard = LockGuard as unknown as GuardConstructor
 
@@ -532,7 +549,16 @@ export class SharedMutex implements Disposable {
     const timeout = checkTimeout(checkObject(options, 'lockSync options')?.timeout)
     this.#syncHookOnly()
     const handle = this.#open()
-    return this.#admitSync(native(() => binding.lockSync(handle, timeout)))
+    // Uncontended, this costs what tryLock() costs: the raw trylock first, the generated
+    // (slower) blocking call only when someone holds it.
+    let token: number
+    try {
+      token = fast.tryLockFast(handle)
+    } catch (err) {
+      throw translate(err)
+    }
+    if (token === 0) token = native(() => binding.lockSync(handle, timeout))
+    return this.#admitSync(token)
   }
 
   /**
@@ -553,14 +579,26 @@ export class SharedMutex implements Disposable {
     return token !== 0 ? this.#admitSync(token) : null
   }
 
-  /** Run `fn` under the lock; the lock is released when it returns or throws. */
-  async withLock<T>(fn: (guard: LockGuard) => T | Promise<T>, options?: LockOptions): Promise<T> {
-    const guard = await this.lock(options)
-    try {
-      return await fn(guard)
-    } finally {
-      if (!guard.released) guard.release()
+  /**
+   * Run `fn` under the lock; the lock is released when it returns or throws (or its promise
+   * settles). Acquires like `lock()` and rejects like it, or with `fn`'s error.
+   */
+  withLock<T>(fn: (guard: LockGuard) => T | Promise<T>, options?: LockOptions): Promise<T> {
+    if (typeof fn !== 'function') return Promise.reject(new TypeError('withLock needs a function'))
+    // Uncontended and without options: no promise until fn's own.
+    if (options === undefined && this.#queue.length === 0 && !this.#closed) {
+      let token = 0
+      try {
+        token = fast.tryLockFast(this.#handle)
+      } catch {
+        // DeadlockError queues, anything else is reported: lock() below does both.
+      }
+      if (token !== 0) {
+        const admitted = this.#admitAsync(token)
+        return admitted instanceof LockGuard ? runHolding(admitted, fn) : admitted.then((guard) => runHolding(guard, fn))
+      }
     }
+    return this.lock(options).then((guard) => runHolding(guard, fn))
   }
 
   /** A snapshot of the lock and its counters. */
