@@ -54,7 +54,7 @@ async function handoffChild(lockPath) {
   const lines = require('node:readline').createInterface({ input: process.stdin })
   for await (const line of lines) {
     if (line === 'end') break
-    // Parked in lock() (on the waiter thread) before the parent releases.
+    // Parked in lock() (watched by the native watcher thread) before the parent releases.
     const pending = mutex.lock()
     fs.writeSync(1, 'waiting\n')
     const guard = await pending
@@ -97,17 +97,27 @@ async function main() {
     flag = true
     flag = false
   })
+  const binding = require('../binding.js')
+  const napiPair = perOpSync(2_000_000, 5, () => {
+    binding.noopFast()
+    binding.noopFast()
+  })
   const syncPair = perOpSync(1_000_000, 5, () => mutex.tryLock().release())
+  const lockSyncPair = perOpSync(1_000_000, 5, () => mutex.lockSync().release())
   console.log('uncontended, sync (same thread):')
   console.log(`  JS boolean flag (in-process baseline)      ${flagPair.toFixed(1).padStart(9)} ns/op`)
-  console.log(`  tryLock() + release()                      ${syncPair.toFixed(1).padStart(9)} ns/op   ${(syncPair / flagPair).toFixed(1)}x baseline`)
+  console.log(`  two empty Node-API calls (baseline)        ${napiPair.toFixed(1).padStart(9)} ns/op`)
+  console.log(`  tryLock() + release()                      ${syncPair.toFixed(1).padStart(9)} ns/op   ${(syncPair / napiPair).toFixed(1)}x two Node-API calls, ${(syncPair / flagPair).toFixed(1)}x flag`)
+  console.log(`  lockSync() + release()                     ${lockSyncPair.toFixed(1).padStart(9)} ns/op   ${(lockSyncPair / syncPair).toFixed(2)}x tryLock()+release()`)
 
   const promiseMutex = new PromiseMutex()
   const promisePair = await perOp(300_000, 5, async () => (await promiseMutex.lock())())
   const asyncPair = await perOp(300_000, 5, async () => (await mutex.lock()).release())
+  const withLockPair = await perOp(300_000, 5, () => mutex.withLock(() => undefined))
   console.log('uncontended, async:')
   console.log(`  in-process promise mutex (baseline)        ${promisePair.toFixed(1).padStart(9)} ns/op`)
   console.log(`  await lock() + release()                   ${asyncPair.toFixed(1).padStart(9)} ns/op   ${(asyncPair / promisePair).toFixed(1)}x baseline`)
+  console.log(`  await withLock(fn)                         ${withLockPair.toFixed(1).padStart(9)} ns/op   ${(withLockPair / asyncPair).toFixed(2)}x await lock()+release()`)
 
   const lockfile = require('proper-lockfile')
   const target = path.join(dir, 'proper-lockfile-target')

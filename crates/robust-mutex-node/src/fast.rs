@@ -103,11 +103,17 @@ unsafe extern "C" fn release_fast(env: sys::napi_env, info: sys::napi_callback_i
     }
 }
 
+/// An empty raw callback: the benchmark's baseline for what a Node-API call costs by itself.
+unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+    ptr::null_mut()
+}
+
 /// Adds the raw fast-path functions to the module's exports.
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let functions: [(&str, Callback); 2] = [("tryLockFast", try_lock_fast), ("releaseFast", release_fast)];
+    let functions: [(&str, Callback); 3] =
+        [("tryLockFast", try_lock_fast), ("releaseFast", release_fast), ("noopFast", noop_fast)];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();
         // SAFETY: a plain native function with no data; the name is passed with its length.
