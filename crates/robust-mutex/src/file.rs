@@ -57,6 +57,7 @@ pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result
                 finish_retirement(path, fd.as_fd());
             }
             Err(Errno::ENOENT) if policy.create => {
+                refuse_insecure_mode(policy.mode).map_err(|e| e.at(Some(path)))?;
                 if let Some(fd) = create(path, policy, ours).map_err(|e| e.at(Some(path)))? {
                     return Ok(fd);
                 }
@@ -124,6 +125,19 @@ pub(crate) fn check_ours(
     read_verdict(fd, ours)
 }
 
+/// A mode that lets every user write the file is refused at creation exactly as every opener
+/// would refuse the file afterwards: never a file its own creator can use and nobody else can.
+fn refuse_insecure_mode(mode: u32) -> Result<(), Error> {
+    if mode & 0o002 == 0 {
+        return Ok(());
+    }
+    Err(Error::Insecure { path: None, reason: insecure_mode_reason(mode) })
+}
+
+fn insecure_mode_reason(mode: u32) -> String {
+    format!("mode {:o} lets every user write it, and a writer can corrupt the memory of every holder", mode & 0o7777)
+}
+
 /// Refuses what must not be mapped or trusted, before reading a byte.
 fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
     let st = sys::fstat(fd)?;
@@ -152,14 +166,7 @@ fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
         });
     }
     if st.st_mode & 0o002 != 0 {
-        return Err(Error::Insecure {
-            path: None,
-            reason: format!(
-                "mode {:o} lets every user write it, and a writer can corrupt the memory of \
-                 every holder",
-                st.st_mode & 0o7777
-            ),
-        });
+        return Err(Error::Insecure { path: None, reason: insecure_mode_reason(st.st_mode as u32) });
     }
     if !policy.allow_network_filesystem {
         sys::check_filesystem(fd)?;
@@ -288,15 +295,73 @@ fn allocate_page(fd: BorrowedFd<'_>) -> Result<(), Error> {
 /// Only called on a file nobody else uses (private, or under `LOCK_EX`).
 fn initialise(fd: BorrowedFd<'_>, ours: &Identity, generation: u64) -> Result<(), Error> {
     let map = Mapping::new(fd)?;
-    // SAFETY: the file is private or held under an exclusive flock (callers' contract), so no
-    // one else reads or writes the page now.
+    // SAFETY: the file is private (callers' contract), so no one else reads or writes the page.
     unsafe { header::write_identity(map.as_ptr(), ours) };
     // SAFETY: as above; the mutex memory is unused.
     unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
     let shared = map.header();
     shared.generation.store(generation, Ordering::Relaxed);
     shared.state.store(State::Ready as u32, Ordering::Release);
+    // SAFETY: as above.
+    unsafe { header::write_boot_id(map.as_ptr(), ours) };
     Ok(())
+}
+
+/// Re-initialises, in place, the mutex of a file that nobody else maps (its caller holds
+/// `LOCK_EX`), whatever its lock word holds: a thread of another boot, a thread that vanished,
+/// the owner-died bit, an unrecoverable pthread mutex. `poison` says what becomes of POISONED:
+/// kept (after a reboot) or cleared (`reset`). A lock that was held, or whose owner died and
+/// was not reported yet, leaves the state ABANDONED: its next acquirer is told its owner died.
+///
+/// Crash-safe in every step: the new state is written before the mutex is touched (so a retry
+/// still knows it was held), and the boot id is written last (the commit point, see
+/// `header.rs`): a re-initialisation killed half-way is simply done again by the next opener.
+pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, clear_poison: bool) -> Result<(), Error> {
+    let verdict = read_verdict(fd, ours)?;
+    let map = Mapping::new(fd)?;
+    let shared = map.header();
+    let (holder, owner_died) = map.raw_mutex().lock_word();
+    let held = (holder != 0 && holder != crate::raw::NOT_RECOVERABLE_TID) || owner_died;
+    let pending = shared.pending_owner_death.load(Ordering::Relaxed) != 0;
+    let state = match verdict.state {
+        State::Poisoned if !clear_poison => State::Poisoned,
+        State::Tombstone => State::Tombstone,
+        State::Abandoned => State::Abandoned,
+        State::Ready | State::Poisoned if held || pending => State::Abandoned,
+        State::Ready | State::Poisoned => State::Ready,
+    };
+    let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
+    shared.state.store(state as u32, Ordering::Release);
+    // A death under poison is reported once the poison is reset; as ABANDONED it is reported
+    // by the state itself.
+    let pending_after = state == State::Poisoned && (held || pending);
+    shared.pending_owner_death.store(u32::from(pending_after), Ordering::Relaxed);
+    if !held {
+        // The recorded holder, if any, is gone without a death to report.
+        shared.owner_pid.store(0, Ordering::Relaxed);
+        shared.owner_tid.store(0, Ordering::Relaxed);
+    }
+    shared.owner_since_ns.store(0, Ordering::Relaxed);
+    shared.owner_pid_namespace.store(0, Ordering::Relaxed);
+    // SAFETY: every cooperating user is excluded by LOCK_EX (caller's contract).
+    unsafe { header::write_identity(map.as_ptr(), ours) };
+    // SAFETY: as above; nobody uses the mutex memory.
+    unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
+    shared.generation.store(generation, Ordering::Relaxed);
+    pause_for_tests("ROBUST_MUTEX_TEST_PAUSE_BEFORE_COMMIT");
+    // SAFETY: as above.
+    unsafe { header::write_boot_id(map.as_ptr(), ours) };
+    Ok(())
+}
+
+/// Test hook: when the environment variable `var` names a file, create it and sleep, so that a
+/// test can kill the process at exactly this point. Costs one environment lookup, only on the
+/// rare paths that call it.
+fn pause_for_tests(var: &str) {
+    if let Some(marker) = std::env::var_os(var) {
+        let _ = std::fs::write(marker, b"paused");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
 }
 
 /// Creates the memfd behind an anonymous mutex.
@@ -342,27 +407,8 @@ fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), 
             false => Err(Error::Busy { path: None }),
         };
     }
-    let verdict = read_verdict(fd, ours)?;
-    if !verdict.boot_matches {
-        let map = Mapping::new(fd)?;
-        let shared = map.header();
-        let (holder, owner_died) = map.raw_mutex().lock_word();
-        let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
-        // Keep POISONED (the data it guards is still suspect); a lock that was held when the
-        // machine went down, or whose holder died before it and was never acquired since (the
-        // kernel left only the owner-died bit), means the protected state may be half-written:
-        // the next acquirer must hear that its owner died.
-        let state = match verdict.state {
-            State::Ready if holder != 0 || owner_died => State::Abandoned,
-            other => other,
-        };
-        shared.owner_since_ns.store(0, Ordering::Relaxed);
-        shared.owner_pid.store(0, Ordering::Relaxed);
-        shared.owner_tid.store(0, Ordering::Relaxed);
-        drop(map);
-        initialise(fd, ours, generation)?;
-        let map = Mapping::new(fd)?;
-        map.header().state.store(state as u32, Ordering::Release);
+    if !read_verdict(fd, ours)?.boot_matches {
+        reinitialise(fd, ours, false)?;
     }
     sys::flock(fd, FileLock::Shared, true)?;
     Ok(())

@@ -138,9 +138,10 @@ macro_rules! guard_methods {
             // is consumed here without running Drop, so the lock is released exactly once.
             let released = unsafe { this.mutex.inner.release(&this.acq) };
             // SAFETY: `this` is never touched again, so moving the handle (a reference or an
-            // owned SharedMutex) out and dropping it drops it exactly once.
+            // owned SharedMutex) and the acquisition (which owns the boxed record of a dead
+            // owner) out and dropping them drops each exactly once.
             #[allow(dropping_references)]
-            drop(unsafe { std::ptr::read(&this.mutex) });
+            drop(unsafe { (std::ptr::read(&this.mutex), std::ptr::read(&this.acq)) });
             released
         }
 

@@ -29,7 +29,6 @@
 //! Linux only (glibc or musl): other platforms lack robust process-shared mutexes, and every
 //! constructor there returns [`Error::Unsupported`].
 
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 // `stat` field widths differ between targets; the casts to u64 are no-ops only on some.
 #![allow(clippy::unnecessary_cast)]
 

@@ -55,6 +55,9 @@ pub(crate) const SLICE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct SharedMutex {
     pub(crate) inner: Arc<Inner>,
+    /// The path this handle was opened from: its own, even when another handle of this process
+    /// opened the same file through another name first.
+    path: Option<Arc<Path>>,
 }
 
 /// The per-process state of one mutex file, shared by all handles to it.
@@ -63,7 +66,6 @@ pub(crate) struct Inner {
     map: ManuallyDrop<Mapping>,
     fd: OwnedFd,
     key: (u64, u64),
-    path: Option<PathBuf>,
 }
 
 impl SharedMutex {
@@ -141,17 +143,46 @@ impl SharedMutex {
         let inner = registry::get_or_insert(key, || {
             let map = Mapping::new(&fd)?;
             let raw = map.raw_mutex();
-            Ok(Inner { raw, map: ManuallyDrop::new(map), fd, key, path: path.clone() })
+            Ok(Inner { raw, map: ManuallyDrop::new(map), fd, key })
         })
         .map_err(|e| e.at(path.as_deref()))?;
-        Ok(SharedMutex { inner })
+        Ok(SharedMutex { inner, path: path.map(Arc::from) })
+    }
+
+    /// The bounds of a wait by this handle.
+    fn wait_bounds<'a>(&'a self, deadline: Option<Instant>, cancel: Option<&'a CancelToken>) -> Wait<'a> {
+        Wait { deadline, cancel, purpose: Purpose::Acquire, path: self.path() }
+    }
+
+    /// Fills in this handle's path in an error raised below the layer that knows it.
+    #[cold]
+    fn located(&self, err: Error) -> Error {
+        err.at(self.path())
+    }
+
+    /// An acquisition of any flavour, its errors located.
+    #[inline]
+    pub(crate) fn acquire(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+        self.inner.acquire(&self.wait_bounds(deadline, cancel)).map_err(|e| self.located(e))
+    }
+
+    /// A non-blocking acquisition, its errors located.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
+        self.inner.try_acquire().map_err(|e| self.located(e))
     }
 
     /// Blocks until the lock is acquired.
     ///
-    /// Waits in slices of at most 100 ms, so a poisoned or replaced mutex is noticed even while
-    /// waiting. Errors: [`Error::Deadlock`] if this thread already holds it,
-    /// [`Error::NotRecoverable`] if it is poisoned, [`Error::Stale`] if its file was replaced.
+    /// Waits in slices of at most 100 ms, so a poisoned mutex is noticed even while waiting.
+    /// Errors: [`Error::Deadlock`] if this thread already holds it, [`Error::NotRecoverable`] if
+    /// it is poisoned (or a pthread user outside this library left it unrecoverable), and
+    /// [`Error::Stale`] if it was retired by [`destroy`](Self::destroy) (checked on every
+    /// acquire).
+    ///
+    /// A file deleted or replaced at its path by other means is noticed only while waiting
+    /// (between slices): an uncontended acquire does not look at the path, since that would
+    /// cost a system call per lock. Check [`is_stale`](Self::is_stale) where that matters.
     ///
     /// ```
     /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
@@ -161,11 +192,7 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_>, Error> {
-        let acq = match self.inner.try_acquire()? {
-            Some(acq) => acq,
-            None => self.inner.wait(None, None)?,
-        };
-        Ok(MutexGuard::new(self, acq))
+        self.acquire(None, None).map(|acq| MutexGuard::new(self, acq))
     }
 
     /// Acquires the lock if nobody holds it; `Ok(None)` if someone else does.
@@ -182,7 +209,7 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
-        Ok(self.inner.try_acquire()?.map(|acq| MutexGuard::new(self, acq)))
+        Ok(self.try_acquire()?.map(|acq| MutexGuard::new(self, acq)))
     }
 
     /// Waits at most `timeout`, then fails with [`Error::Timeout`].
@@ -196,11 +223,12 @@ impl SharedMutex {
     /// ```
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>, Error> {
         let deadline = Instant::now().checked_add(timeout);
-        self.inner.acquire(deadline, None).map(|acq| MutexGuard::new(self, acq))
+        self.acquire(deadline, None).map(|acq| MutexGuard::new(self, acq))
     }
 
-    /// Waits until `deadline` (then [`Error::Timeout`]) or until `cancel` is cancelled (then
-    /// [`Error::Cancelled`], noticed within one 100 ms slice).
+    /// Waits until `deadline` (then [`Error::Timeout`]; `None` waits without a time limit) or
+    /// until `cancel` is cancelled (then [`Error::Cancelled`], noticed within one 100 ms slice).
+    /// `deadline` is an `Instant` or an `Option<Instant>`.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -211,8 +239,39 @@ impl SharedMutex {
     /// # drop(guard);
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
-    pub fn lock_until(&self, deadline: Instant, cancel: &CancelToken) -> Result<MutexGuard<'_>, Error> {
-        self.inner.acquire(Some(deadline), Some(cancel)).map(|acq| MutexGuard::new(self, acq))
+    pub fn lock_until(
+        &self,
+        deadline: impl Into<Option<Instant>>,
+        cancel: &CancelToken,
+    ) -> Result<MutexGuard<'_>, Error> {
+        self.acquire(deadline.into(), Some(cancel)).map(|acq| MutexGuard::new(self, acq))
+    }
+
+    /// [`lock`](Self::lock) returning a guard that owns a handle instead of borrowing one, for
+    /// code (such as language bindings) that must store the guard.
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.lock_owned()?;
+    /// drop(mutex);
+    /// guard.release()?; // the guard kept the mapping alive
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn lock_owned(&self) -> Result<OwnedMutexGuard, Error> {
+        self.acquire(None, None).map(|acq| OwnedMutexGuard::new(self.clone(), acq))
+    }
+
+    /// [`lock_timeout`](Self::lock_timeout) returning an [`OwnedMutexGuard`].
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let guard = mutex.lock_timeout_owned(std::time::Duration::from_secs(1))?;
+    /// # drop(guard);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn lock_timeout_owned(&self, timeout: Duration) -> Result<OwnedMutexGuard, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.acquire(deadline, None).map(|acq| OwnedMutexGuard::new(self.clone(), acq))
     }
 
     /// [`try_lock`](Self::try_lock) returning a guard that owns a handle instead of borrowing
@@ -226,11 +285,11 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn try_lock_owned(&self) -> Result<Option<OwnedMutexGuard>, Error> {
-        Ok(self.inner.try_acquire()?.map(|acq| OwnedMutexGuard::new(self.clone(), acq)))
+        Ok(self.try_acquire()?.map(|acq| OwnedMutexGuard::new(self.clone(), acq)))
     }
 
     /// [`lock_until`](Self::lock_until) returning an [`OwnedMutexGuard`]; `deadline: None`
-    /// waits without a time limit.
+    /// waits without a time limit. `deadline` is an `Instant` or an `Option<Instant>`.
     ///
     /// ```
     /// use robust_mutex::CancelToken;
@@ -241,10 +300,10 @@ impl SharedMutex {
     /// ```
     pub fn lock_until_owned(
         &self,
-        deadline: Option<Instant>,
+        deadline: impl Into<Option<Instant>>,
         cancel: &CancelToken,
     ) -> Result<OwnedMutexGuard, Error> {
-        self.inner.acquire(deadline, Some(cancel)).map(|acq| OwnedMutexGuard::new(self.clone(), acq))
+        self.acquire(deadline.into(), Some(cancel)).map(|acq| OwnedMutexGuard::new(self.clone(), acq))
     }
 
     /// A snapshot of the lock and its diagnostics. Cheap (no syscall) and never blocks.
@@ -275,10 +334,11 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn is_stale(&self) -> bool {
-        self.inner.is_stale()
+        self.inner.is_stale(self.path())
     }
 
-    /// The path this handle was opened from; `None` for anonymous and inherited mutexes.
+    /// The path this handle was opened from (its own, even when another handle of this process
+    /// opened the same file through another name); `None` for anonymous and inherited mutexes.
     ///
     /// ```
     /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
@@ -286,7 +346,7 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.path.as_deref()
     }
 
     /// Closes this handle. Other handles to the same file keep working; the mapping goes away
@@ -321,7 +381,7 @@ impl AsFd for SharedMutex {
 impl fmt::Debug for SharedMutex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedMutex")
-            .field("path", &self.inner.path)
+            .field("path", &self.path)
             .field("dev_ino", &self.inner.key)
             .finish_non_exhaustive()
     }
@@ -336,9 +396,28 @@ pub(crate) fn identity() -> Identity {
     Identity { abi: header::AbiTag::current(), boot_id: sys::boot_id(), pid_namespace: sys::pid_namespace() }
 }
 
+/// What a wait is for, which decides the header states that end it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A user's acquire: a POISONED mutex ends it with `NotRecoverable`.
+    Acquire,
+    /// An administrative acquire (`reset`): it waits through POISONED, which it is there to clear.
+    Admin,
+}
+
+/// The bounds of one wait: everything the between-slice checks need.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait<'a> {
+    pub deadline: Option<Instant>,
+    pub cancel: Option<&'a CancelToken>,
+    pub purpose: Purpose,
+    /// The path the waiting handle was opened from, for the stale check and error reports.
+    pub path: Option<&'a Path>,
+}
+
 impl Inner {
     #[inline]
-    fn header(&self) -> &header::Shared {
+    pub(crate) fn header(&self) -> &header::Shared {
         self.map.header()
     }
 
@@ -347,50 +426,61 @@ impl Inner {
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
         match self.raw.try_lock() {
             Ok(Some(how)) => self.admit(how, false).map(Some),
-            // musl answers EBUSY (glibc EDEADLK) when the caller itself holds the lock.
-            Ok(None) if self.held_by_this_thread() => Err(Error::Deadlock),
-            Ok(None) => Ok(None),
+            Ok(None) => self.busy(),
             Err(errno) => Err(self.lock_error(errno)),
         }
     }
 
+    /// `trylock` found the lock taken. A retired or poisoned mutex is refused even while someone
+    /// holds it (a header load); a lock held by the calling thread is a deadlock (musl answers
+    /// EBUSY where glibc answers EDEADLK).
+    #[cold]
+    fn busy(&self) -> Result<Option<Acquisition>, Error> {
+        match self.header().state() {
+            Some(State::Tombstone) => return Err(Error::Stale { path: None }),
+            Some(State::Poisoned) => return Err(Error::NotRecoverable),
+            _ => {}
+        }
+        if self.held_by_this_thread() {
+            return Err(Error::Deadlock);
+        }
+        Ok(None)
+    }
+
     /// Blocks in slices until acquired, `deadline` passes or `cancel` fires.
     #[inline]
-    pub(crate) fn acquire(
-        &self,
-        deadline: Option<Instant>,
-        cancel: Option<&CancelToken>,
-    ) -> Result<Acquisition, Error> {
+    pub(crate) fn acquire(&self, wait: &Wait<'_>) -> Result<Acquisition, Error> {
         match self.try_acquire()? {
             Some(acq) => Ok(acq),
-            None => self.wait(deadline, cancel),
+            None => self.wait(wait),
         }
     }
 
+    /// The slow path of an acquire: the wait loop with a lock attempt per slice.
     #[cold]
-    pub(crate) fn wait(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+    pub(crate) fn wait(&self, wait: &Wait<'_>) -> Result<Acquisition, Error> {
+        let how = self.wait_slices(wait, |raw, slice| raw.lock_slice(slice))?;
+        self.admit(how, true)
+    }
+
+    /// The one wait loop. Each round first makes the between-slice checks (cancellation,
+    /// deadline, a poisoned mutex unless `wait.purpose` is `Admin`, a retired or stale file),
+    /// then runs `slice_op` for at most one slice: `Ok(Some(_))` ends the wait, `Ok(None)` means
+    /// the slice ran out, an error number ends it with [`lock_error`](Self::lock_error). After a
+    /// slice that ran out it stamps the holding time and recovers a holder that vanished.
+    ///
+    /// `slice_op` is what is waited for: acquiring (`RawMutex::lock_slice`), or any other wait
+    /// on the lock word that must obey the same bounds.
+    pub(crate) fn wait_slices<T>(
+        &self,
+        wait: &Wait<'_>,
+        mut slice_op: impl FnMut(&RawMutex, Duration) -> Result<Option<T>, Errno>,
+    ) -> Result<T, Error> {
         self.stamp_holding_time();
         loop {
-            if cancel.is_some_and(CancelToken::is_cancelled) {
-                return Err(Error::Cancelled);
-            }
-            match self.header().state() {
-                Some(State::Poisoned) => return Err(Error::NotRecoverable),
-                Some(State::Tombstone) => return Err(Error::Stale { path: self.path.clone() }),
-                _ => {}
-            }
-            if self.is_stale() {
-                return Err(Error::Stale { path: self.path.clone() });
-            }
-            let slice = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(SLICE),
-                    _ => return Err(Error::Timeout),
-                },
-                None => SLICE,
-            };
-            match self.raw.lock_slice(slice) {
-                Ok(Some(how)) => return self.admit(how, true),
+            let slice = self.before_slice(wait)?;
+            match slice_op(&self.raw, slice) {
+                Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     self.stamp_holding_time();
                     self.recover_vanished_holder();
@@ -400,10 +490,32 @@ impl Inner {
         }
     }
 
+    /// The checks made before every slice; returns the length of the next slice.
+    fn before_slice(&self, wait: &Wait<'_>) -> Result<Duration, Error> {
+        if wait.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(Error::Cancelled);
+        }
+        match self.header().state() {
+            Some(State::Poisoned) if wait.purpose == Purpose::Acquire => return Err(Error::NotRecoverable),
+            Some(State::Tombstone) => return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) }),
+            _ => {}
+        }
+        if self.is_stale(wait.path) {
+            return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) });
+        }
+        match wait.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(left.min(SLICE)),
+                _ => Err(Error::Timeout),
+            },
+            None => Ok(SLICE),
+        }
+    }
+
     /// Runs right after the pthread lock became ours: refuses a poisoned or retired mutex and
     /// records who holds it.
     #[inline(always)]
-    fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
+    pub(crate) fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
         let header = self.header();
         let pid = sys::pid();
         let mut acq = Acquisition::new(how == Acquired::OwnerDied, pid);
@@ -415,6 +527,9 @@ impl Inner {
         }
         header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
+        header.owner_pid_namespace.store(sys::pid_namespace_id(), Ordering::Relaxed);
+        // A waiter's stamp of the previous holder's time can land after that holder's release.
+        header.owner_since_ns.store(0, Ordering::Relaxed);
         header::Shared::bump(&header.acquisitions);
         if contended {
             header::Shared::bump(&header.contended);
@@ -442,21 +557,26 @@ impl Inner {
     fn admit_unusual(&self, acq: &mut Acquisition) -> Result<(), Error> {
         let header = self.header();
         let refuse = |err: Error| {
+            if acq.owner_died {
+                // Refused, but not forgotten: reported by the acquire that follows a reset.
+                header.pending_owner_death.store(1, Ordering::Relaxed);
+            }
             // SAFETY: the lock was acquired by this thread just now.
             let _ = unsafe { self.raw.unlock(acq.inconsistent) };
             Err(err)
         };
         match header.state() {
             Some(State::Abandoned) => {
-                // Re-initialised after a reboot while held: report the lost holder once.
+                // Its last holder died and the death was handed on (a re-initialisation after a
+                // reboot, a reset): report it once.
                 acq.owner_died = true;
                 header.state.store(State::Ready as u32, Ordering::Release);
                 Ok(())
             }
             Some(State::Poisoned) => refuse(Error::NotRecoverable),
-            Some(State::Tombstone) => refuse(Error::Stale { path: self.path.clone() }),
+            Some(State::Tombstone) => refuse(Error::Stale { path: None }),
             Some(State::Ready) => Ok(()),
-            None => refuse(Error::BadMutex { path: self.path.clone(), reason: "the header state was overwritten".into() }),
+            None => refuse(Error::BadMutex { path: None, reason: "the header state was overwritten".into() }),
         }
     }
 
@@ -492,7 +612,7 @@ impl Inner {
     fn unlock_error(&self, errno: Errno) -> Error {
         match errno {
             Errno::EPERM => Error::NotOwner,
-            errno => Error::os("pthread_mutex_unlock", self.path.as_deref(), errno),
+            errno => Error::os("pthread_mutex_unlock", None, errno),
         }
     }
 
@@ -501,13 +621,13 @@ impl Inner {
     }
 
     #[cold]
-    fn lock_error(&self, errno: Errno) -> Error {
+    pub(crate) fn lock_error(&self, errno: Errno) -> Error {
         match errno {
             Errno::EDEADLK => Error::Deadlock,
-            // Only a program outside this library can put the pthread mutex itself in this state
-            // (it unlocked after EOWNERDEAD without marking it consistent).
+            // A pthread user outside this library unlocked after EOWNERDEAD without marking the
+            // mutex consistent: only a re-initialisation (`reset`) brings it back.
             Errno::ENOTRECOVERABLE => Error::NotRecoverable,
-            errno => Error::os("pthread_mutex_lock", self.path.as_deref(), errno),
+            errno => Error::os("pthread_mutex_lock", None, errno),
         }
     }
 
@@ -524,8 +644,10 @@ impl Inner {
         holder != 0 && self.header().owner_pid.load(Ordering::Relaxed) == sys::pid()
     }
 
-    pub(crate) fn is_stale(&self) -> bool {
-        let Some(path) = &self.path else { return false };
+    /// Whether the file behind this mapping is no longer the one at `path` (deleted, or
+    /// replaced). Anonymous and inherited mutexes (`path: None`) are never stale.
+    pub(crate) fn is_stale(&self, path: Option<&Path>) -> bool {
+        let Some(path) = path else { return false };
         let Ok(st) = sys::fstat(&self.fd) else { return true };
         if st.st_nlink == 0 {
             return true;
@@ -539,15 +661,19 @@ impl Inner {
     /// The fast path does not read the clock (that would cost as much as a third of a
     /// lock/unlock pair). Whoever first sees the lock held, a waiter or `state()`, stamps the
     /// time instead, so `since` is a lower bound of the holding time, accurate to one slice for
-    /// a holder that keeps others waiting.
+    /// a holder that keeps others waiting. A stamp that lands after the holder it was meant for
+    /// released is taken back (the acquisition count moved), and `admit` clears what is left.
     fn stamp_holding_time(&self) {
-        if self.raw.lock_word().0 != 0 {
-            let _ = self.header().owner_since_ns.compare_exchange(
-                0,
-                sys::realtime_coarse_ns(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+        let header = self.header();
+        let round = header.acquisitions.load(Ordering::SeqCst);
+        if self.raw.lock_word().0 == 0 {
+            return;
+        }
+        let now = sys::realtime_coarse_ns();
+        if header.owner_since_ns.compare_exchange(0, now, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+            && (header.acquisitions.load(Ordering::SeqCst) != round || self.raw.lock_word().0 == 0)
+        {
+            let _ = header.owner_since_ns.compare_exchange(now, 0, Ordering::SeqCst, Ordering::Relaxed);
         }
     }
 
@@ -555,19 +681,37 @@ impl Inner {
     /// kernel (the exec hands that thread the main thread's id before the robust list is walked),
     /// so its lock would stay held forever. Between wait slices: if the recorded holder thread no
     /// longer exists in its process, mark the lock owner-died as the kernel would have.
+    ///
+    /// Thread ids are namespace-local, so the probe runs only when the holder recorded a PID
+    /// namespace and it is provably ours; a holder of another (or an unknown) namespace is never
+    /// probed: `tgkill` would ask about some other thread, or none, and answer ESRCH for a live
+    /// holder. The record is read again after the probe, with the acquisition count, so that a
+    /// lock that changed hands meanwhile is left alone.
     #[cold]
-    fn recover_vanished_holder(&self) {
+    pub(crate) fn recover_vanished_holder(&self) {
         let header = self.header();
+        let ours = sys::pid_namespace_id();
+        let record = || {
+            (
+                header.acquisitions.load(Ordering::SeqCst),
+                header.owner_pid.load(Ordering::SeqCst),
+                header.owner_tid.load(Ordering::SeqCst),
+                header.owner_pid_namespace.load(Ordering::SeqCst),
+            )
+        };
+        let before = record();
         let (holder, _) = self.raw.lock_word();
-        let pid = header.owner_pid.load(Ordering::Relaxed);
-        if holder == 0 || pid == 0 || header.owner_tid.load(Ordering::Relaxed) != holder {
+        let (_, pid, tid, namespace) = before;
+        if holder == 0 || pid == 0 || tid != holder {
             return; // free, or held by a program that does not record itself
+        }
+        if ours == 0 || namespace != ours {
+            return; // the ids would be looked up in the wrong namespace
         }
         if sys::thread_exists(pid, holder) {
             return;
         }
-        // Re-check after the probe: the lock may have changed hands meanwhile.
-        if header.owner_pid.load(Ordering::Relaxed) == pid && self.raw.mark_owner_died(holder) {
+        if record() == before && self.raw.mark_owner_died(holder) {
             // Wake the waiters so they race for it now rather than at the end of their slice.
             sys::futex_wake_all(self.raw.futex_word_ptr());
         }
@@ -576,7 +720,9 @@ impl Inner {
     fn state(&self) -> MutexState {
         self.stamp_holding_time();
         let header = self.header();
-        let (holder_tid, abandoned) = self.raw.lock_word();
+        let (holder_tid, owner_died_bit) = self.raw.lock_word();
+        let not_recoverable = holder_tid == crate::raw::NOT_RECOVERABLE_TID;
+        let holder_tid = if not_recoverable { 0 } else { holder_tid };
         let pid = header.owner_pid.load(Ordering::Relaxed);
         let owner = (pid != 0).then(|| OwnerInfo {
             pid,
@@ -587,7 +733,11 @@ impl Inner {
         MutexState {
             locked: holder_tid != 0,
             holder_tid: (holder_tid != 0).then_some(holder_tid),
-            abandoned: abandoned || raw_state == Some(State::Abandoned),
+            // The kernel leaves the owner-died bit with no thread id when a holder dies; musl
+            // also keeps the bit in the word of the thread that acquired it with EOWNERDEAD
+            // until it is marked consistent, which is a held lock, not an abandoned one.
+            abandoned: (owner_died_bit && holder_tid == 0 && !not_recoverable)
+                || raw_state == Some(State::Abandoned),
             owner,
             poisoned: raw_state == Some(State::Poisoned),
             generation: header.generation.load(Ordering::Relaxed),
@@ -597,27 +747,31 @@ impl Inner {
         }
     }
 
-    /// Acquires ignoring POISONED (for `reset`), then runs `f` under the lock.
-    pub(crate) fn with_admin_lock<T>(&self, f: impl FnOnce(&header::Shared) -> T) -> Result<T, Error> {
+    /// Acquires for administration (POISONED does not end the wait), waiting no later than
+    /// `deadline`, and runs `f` under the lock with whether the previous owner died. The
+    /// acquisition is not recorded as an owner and counts nothing: an owner death it meets is
+    /// `f`'s to hand on (see `reset_poison`).
+    pub(crate) fn with_admin_lock<T>(
+        &self,
+        deadline: Instant,
+        path: Option<&Path>,
+        f: impl FnOnce(&header::Shared, bool) -> T,
+    ) -> Result<T, Error> {
         let how = match self.raw.try_lock() {
             Ok(Some(how)) => how,
-            Ok(None) => loop {
-                if self.is_stale() {
-                    return Err(Error::Stale { path: self.path.clone() });
-                }
-                match self.raw.lock_slice(SLICE) {
-                    Ok(Some(how)) => break how,
-                    Ok(None) => self.recover_vanished_holder(),
-                    Err(errno) => return Err(self.lock_error(errno)),
-                }
-            },
+            Ok(None) if self.held_by_this_thread() => return Err(Error::Deadlock),
+            Ok(None) => {
+                let wait = Wait { deadline: Some(deadline), cancel: None, purpose: Purpose::Admin, path };
+                self.wait_slices(&wait, |raw, slice| raw.lock_slice(slice))?
+            }
             Err(errno) => return Err(self.lock_error(errno)),
         };
-        let result = f(self.header());
-        // SAFETY: acquired just above on this thread.
-        unsafe { self.raw.unlock(how == Acquired::OwnerDied) }
-            .map_err(|e| Error::os("pthread_mutex_unlock", self.path.as_deref(), e))?;
-        Ok(result)
+        let owner_died = how == Acquired::OwnerDied;
+        let retired = self.header().state() == Some(State::Tombstone);
+        let result = (!retired).then(|| f(self.header(), owner_died));
+        // SAFETY: acquired just above on this thread; consistent exactly after EOWNERDEAD.
+        unsafe { self.raw.unlock(owner_died) }.map_err(|e| Error::os("pthread_mutex_unlock", None, e))?;
+        result.ok_or(Error::Stale { path: path.map(Path::to_path_buf) })
     }
 }
 

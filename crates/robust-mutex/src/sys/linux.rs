@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use nix::errno::Errno;
@@ -27,13 +27,32 @@ pub(crate) fn boot_id() -> [u8; 16] {
     out
 }
 
-/// The PID namespace of this process as (st_dev, st_ino) of `/proc/self/ns/pid`, or (0, 0).
-pub(crate) fn pid_namespace() -> (u64, u64) {
+/// The PID namespace of this process as (st_dev, st_ino) of `/proc/self/ns/pid`; `None` when
+/// it cannot be read (no `/proc`): then nothing can show that thread ids are comparable.
+pub(crate) fn pid_namespace() -> Option<(u64, u64)> {
     match nix::sys::stat::stat("/proc/self/ns/pid") {
-        Ok(st) => (st.st_dev as u64, st.st_ino as u64),
-        Err(_) => (0, 0),
+        Ok(st) => Some((st.st_dev as u64, st.st_ino as u64)),
+        Err(_) => None,
     }
 }
+
+/// The inode of this process's PID namespace (0 when unknown), cached: every holder records it
+/// next to its pid and tid, so that a waiter probes a holder's thread only from the same
+/// namespace. Forgotten in a fork child (which `unshare(CLONE_NEWPID)` puts elsewhere).
+#[inline]
+pub(crate) fn pid_namespace_id() -> u64 {
+    let cached = PID_NS.load(Ordering::Relaxed);
+    if cached != UNREAD {
+        return cached;
+    }
+    register_atfork();
+    let ns = pid_namespace().map_or(0, |(_, ino)| ino);
+    PID_NS.store(ns, Ordering::Relaxed);
+    ns
+}
+
+const UNREAD: u64 = u64::MAX;
+static PID_NS: AtomicU64 = AtomicU64::new(UNREAD);
 
 // glibc no longer caches getpid() and gettid() is always a syscall; the lock fast path records
 // both, so they are cached here and refreshed in the child after fork().
@@ -42,9 +61,18 @@ thread_local! {
     static TID: Cell<i32> = const { Cell::new(0) };
 }
 static ATFORK: Once = Once::new();
+static IN_FORK_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// True in a process created by `fork()` from a process that used this library: locks that
+/// another thread of the parent held at the fork stay locked forever here.
+pub(crate) fn in_fork_child() -> bool {
+    IN_FORK_CHILD.load(Ordering::Relaxed)
+}
 
 extern "C" fn forget_ids_in_child() {
     PID.store(0, Ordering::Relaxed);
+    PID_NS.store(UNREAD, Ordering::Relaxed);
+    IN_FORK_CHILD.store(true, Ordering::Relaxed);
     // The forking thread is the child's only thread and runs this handler.
     TID.with(|t| t.set(0));
 }
@@ -250,4 +278,16 @@ pub(crate) fn futex_wake_all(word: *const std::sync::atomic::AtomicU32) {
     // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAKE (not the
     // private variant, since the word is shared between processes) only reads its address.
     unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32) };
+}
+
+/// Sleeps on a process-shared futex word while it holds `expected`, for at most `timeout`
+/// (relative, so measured on CLOCK_MONOTONIC), or until woken. Spurious returns are allowed.
+pub(crate) fn futex_wait(word: *const std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAIT (the
+    // shared variant) reads it and sleeps; `ts` is a valid relative timespec on the stack.
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, &ts as *const libc::timespec, 0usize, 0u32) };
 }
