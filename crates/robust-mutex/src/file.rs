@@ -307,16 +307,25 @@ fn initialise(fd: BorrowedFd<'_>, ours: &Identity, generation: u64) -> Result<()
     Ok(())
 }
 
+/// Why a file is re-initialised in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reinit {
+    /// It outlived a reboot: POISONED stays, the recorded holder (of another boot) is dropped.
+    Reboot,
+    /// `reset` while nobody uses it: POISONED is cleared, a dead holder's record is kept.
+    Reset,
+}
+
 /// Re-initialises, in place, the mutex of a file that nobody else maps (its caller holds
 /// `LOCK_EX`), whatever its lock word holds: a thread of another boot, a thread that vanished,
-/// the owner-died bit, an unrecoverable pthread mutex. `poison` says what becomes of POISONED:
-/// kept (after a reboot) or cleared (`reset`). A lock that was held, or whose owner died and
+/// the owner-died bit, an unrecoverable pthread mutex. A lock that was held, or whose owner died and
 /// was not reported yet, leaves the state ABANDONED: its next acquirer is told its owner died.
 ///
 /// Crash-safe in every step: the new state is written before the mutex is touched (so a retry
 /// still knows it was held), and the boot id is written last (the commit point, see
 /// `header.rs`): a re-initialisation killed half-way is simply done again by the next opener.
-pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, clear_poison: bool) -> Result<(), Error> {
+pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> Result<(), Error> {
+    let clear_poison = why == Reinit::Reset;
     let verdict = read_verdict(fd, ours)?;
     let map = Mapping::new(fd)?;
     let shared = map.header();
@@ -336,8 +345,9 @@ pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, clear_poison: bo
     // by the state itself.
     let pending_after = state == State::Poisoned && (held || pending);
     shared.pending_owner_death.store(u32::from(pending_after), Ordering::Relaxed);
-    if !held {
-        // The recorded holder, if any, is gone without a death to report.
+    if !held || why == Reinit::Reboot {
+        // The recorded holder is gone without a death to report, or is a thread of another
+        // boot, which no one can look up.
         shared.owner_pid.store(0, Ordering::Relaxed);
         shared.owner_tid.store(0, Ordering::Relaxed);
     }
@@ -408,7 +418,7 @@ fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), 
         };
     }
     if !read_verdict(fd, ours)?.boot_matches {
-        reinitialise(fd, ours, false)?;
+        reinitialise(fd, ours, Reinit::Reboot)?;
     }
     sys::flock(fd, FileLock::Shared, true)?;
     Ok(())

@@ -180,7 +180,7 @@ fn reset_exclusively(path: &Path, ours: &crate::header::Identity) -> Result<Opti
         return Ok(None);
     }
     // The exclusive flock goes with the descriptor.
-    Ok(Some(crate::file::reinitialise(fd.as_fd(), ours, true)))
+    Ok(Some(crate::file::reinitialise(fd.as_fd(), ours, crate::file::Reinit::Reset)))
 }
 
 fn open_for_admin(path: &Path) -> Result<OwnedFd, Error> {

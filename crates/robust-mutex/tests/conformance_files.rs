@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use conformance_support::{
     arg, destroy_unused, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start, wait_until_blocked_in_futex,
-    with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT,
+    with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT, STARTUP,
 };
 use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
 
@@ -177,6 +177,45 @@ fn c23_file_from_a_previous_boot_is_reinitialised_on_open() {
         drop(again);
         assert_eq!(mutex.state().owner_deaths, case.expect_died as u64, "{}", case.name);
     }
+}
+
+/// Scenario 23, crash variant: the process re-initialising a file from a previous boot is
+/// SIGKILLed inside the re-initialisation, after the mutex was re-initialised and before the
+/// boot id was written (a test hook pauses it exactly there). The file must stay usable: the
+/// next opener redoes the re-initialisation, and the lock held at the reboot is still reported
+/// as an owner death.
+#[test]
+fn c23_reinitialisation_killed_before_its_commit_point_is_redone() {
+    let dir = TempDir::new("c23-killed");
+    let path = dir.join("lock");
+    let generation = SharedMutex::open(&path).unwrap().state().generation;
+    write_u32(&path, LOCK_WORD, GONE_TID);
+    if cfg!(target_env = "gnu") {
+        write_u32(&path, GLIBC_OWNER, GONE_TID);
+    }
+    move_to_previous_boot(&path);
+    let marker = dir.join("paused");
+    let mut repairer = Helper::spawn_with_env(
+        "opener",
+        &[arg(&path)],
+        &[("ROBUST_MUTEX_TEST_PAUSE_BEFORE_COMMIT", marker.to_str().unwrap())],
+    );
+    repairer.expect("ready");
+    repairer.send("go");
+    let deadline = std::time::Instant::now() + STARTUP;
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the re-initialisation never reached the test pause");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    repairer.kill_and_reap();
+
+    let mutex = SharedMutex::open(&path).expect("a file whose re-initialisation was killed still opens");
+    assert_eq!(std::fs::read(&path).unwrap()[BOOT_ID], current_boot_id());
+    let state = mutex.state();
+    assert!(state.generation > generation, "{state:?}");
+    assert!(state.abandoned, "the lock held at the reboot is still abandoned: {state:?}");
+    let guard = mutex.lock_timeout(PROMPT).expect("lock");
+    assert!(guard.owner_died(), "the abandoned mark survived the killed re-initialisation");
 }
 
 /// Scenario 24: a file deleted under a live handle makes the handle stale; opening the path

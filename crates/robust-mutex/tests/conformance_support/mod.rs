@@ -77,16 +77,21 @@ impl Helper {
     /// Like [`spawn`](Self::spawn), with the given stdin (for example one end of a start barrier
     /// pipe shared by several helpers); [`send`](Self::send) is then unavailable.
     pub fn spawn_with_stdin(role: &str, args: &[String], stdin: Stdio) -> Helper {
-        Helper::spawn_command(&[], role, args, stdin)
+        Helper::spawn_command(&[], role, args, stdin, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables (test hooks).
+    pub fn spawn_with_env(role: &str, args: &[String], env: &[(&str, &str)]) -> Helper {
+        Helper::spawn_command(&[], role, args, Stdio::piped(), env)
     }
 
     /// Like [`spawn`](Self::spawn), under `wrapper` (for example `["unshare", "--pid",
     /// "--fork"]`): the wrapper's arguments come first, then this binary and its arguments.
     pub fn spawn_wrapped(wrapper: &[&str], role: &str, args: &[String]) -> Helper {
-        Helper::spawn_command(wrapper, role, args, Stdio::piped())
+        Helper::spawn_command(wrapper, role, args, Stdio::piped(), &[])
     }
 
-    fn spawn_command(wrapper: &[&str], role: &str, args: &[String], stdin: Stdio) -> Helper {
+    fn spawn_command(wrapper: &[&str], role: &str, args: &[String], stdin: Stdio, env: &[(&str, &str)]) -> Helper {
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -100,6 +105,7 @@ impl Helper {
             .env(ROLE_ENV, role)
             .env(ARGS_ENV, args.join("\n"))
             .env("RUST_BACKTRACE", "0")
+            .envs(env.iter().copied())
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
