@@ -294,6 +294,73 @@ fn c24_waiter_on_a_file_deleted_or_replaced_gets_estale() {
     }
 }
 
+/// Scenario 24, retired under a live handle: once the header says TOMBSTONE (what `destroy`
+/// writes; here by a process that bypassed the live-user marker), every acquire through a handle
+/// is refused with ESTALE, the non-blocking one included and whether or not someone holds the
+/// lock: a header load on the path where `trylock` fails, not a system call.
+#[test]
+fn c24_retired_mutex_is_refused_by_every_acquire() {
+    let dir = TempDir::new("c24-retired");
+    for held in [false, true] {
+        let path = dir.join(&format!("lock-{held}"));
+        let mutex = SharedMutex::open(&path).unwrap();
+        let mut holder = held.then(|| {
+            let (mut holder, _) = spawn_locker(&path, Mode::Lock);
+            holder.expect("locked");
+            holder
+        });
+        write_u32(&path, STATE, 3);
+        let codes = [
+            mutex.try_lock().map(|g| g.is_some()).map_err(|e| e.code()),
+            mutex.try_lock_owned().map(|g| g.is_some()).map_err(|e| e.code()),
+            mutex.try_acquire_raw().map(|g| g.is_some()).map_err(|e| e.code()),
+            mutex.lock().map(|_| true).map_err(|e| e.code()),
+            mutex.lock_timeout(Duration::from_millis(300)).map(|_| true).map_err(|e| e.code()),
+        ];
+        for (i, code) in codes.iter().enumerate() {
+            assert_eq!(*code, Err("ESTALE"), "acquire flavour {i}, held elsewhere: {held}");
+        }
+        if let Some(holder) = &mut holder {
+            holder.kill_and_reap();
+        }
+    }
+}
+
+/// Each handle keeps the path it was opened from, even when another handle of this process
+/// opened the same file (one shared mapping) through another name first; `is_stale` checks
+/// that handle's own path.
+#[test]
+fn each_handle_keeps_its_own_path() {
+    let dir = TempDir::new("own-path");
+    let first = dir.join("first");
+    let second = dir.join("second");
+    let a = SharedMutex::open(&first).unwrap();
+    std::fs::hard_link(&first, &second).unwrap();
+    let b = SharedMutex::open(&second).unwrap();
+    assert_eq!(dev_ino(&a), dev_ino(&b), "one file");
+    assert_eq!(a.path(), Some(first.as_path()));
+    assert_eq!(b.path(), Some(second.as_path()));
+    std::fs::remove_file(&first).unwrap();
+    assert!(a.is_stale(), "its path no longer names the file");
+    assert!(!b.is_stale(), "its path still does");
+}
+
+/// A mode that lets others write is refused when creating, with the error every other opener
+/// would get: never a file only its creator can use.
+#[test]
+fn insecure_modes_are_refused_at_creation_too() {
+    let dir = TempDir::new("mode-symmetry");
+    for mode in [0o666, 0o602, 0o777] {
+        let path = dir.join(&format!("lock-{mode:o}"));
+        let err = OpenOptions::new().mode(mode).open(&path).expect_err("world-writable mode");
+        assert_eq!(err.code(), "EINSECURE", "{mode:o}: {err}");
+        assert!(!path.exists(), "{mode:o}: nothing created");
+    }
+    let path = dir.join("group");
+    drop(OpenOptions::new().mode(0o660).open(&path).expect("group-writable is allowed"));
+    drop(SharedMutex::open(&path).expect("and opens for everyone alike"));
+}
+
 /// Scenario 24, tombstone: a file whose `destroy` died after retiring it but before unlinking it
 /// (crafted: state TOMBSTONE, nobody using it) is not used again: opening the path gets a fresh
 /// mutex in a new file.

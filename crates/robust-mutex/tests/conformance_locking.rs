@@ -530,3 +530,36 @@ fn c22_processes_map_the_mutex_at_different_addresses() {
     drop(guard);
     assert!(!mutex.state().abandoned);
 }
+
+/// `state().owner.since` of a fresh holder is never earlier than its acquisition: a waiter's (or
+/// `state()`'s) stamp of the previous holder's time that lands after that holder released must
+/// not be inherited. Two threads stamp continuously while a third locks and releases.
+#[test]
+fn owner_since_is_never_older_than_the_acquisition() {
+    let mutex = SharedMutex::anonymous().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // The coarse clock used for stamps lags the precise one by up to a scheduler tick.
+    let slack = Duration::from_millis(15);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = mutex.state();
+                }
+            });
+        }
+        let mut worst = Duration::ZERO;
+        for _ in 0..150 {
+            std::thread::sleep(Duration::from_millis(25));
+            let before = std::time::SystemTime::now();
+            let guard = mutex.lock().unwrap();
+            if let Some(since) = mutex.state().owner.and_then(|o| o.since) {
+                worst = worst.max(before.duration_since(since).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            drop(guard);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(worst <= slack, "a holder was reported held since {worst:?} before it locked");
+    });
+}
