@@ -330,7 +330,9 @@ pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> 
     let map = Mapping::new(fd)?;
     let shared = map.header();
     let (holder, owner_died) = map.raw_mutex().lock_word();
-    let held = (holder != 0 && holder != crate::raw::NOT_RECOVERABLE_TID) || owner_died;
+    // musl marks an unrecoverable mutex with a thread id no thread has and the owner-died bit:
+    // that is the C user's verdict on the data (like poison), not a holder that died.
+    let held = holder != crate::raw::NOT_RECOVERABLE_TID && (holder != 0 || owner_died);
     let pending = shared.pending_owner_death.load(Ordering::Relaxed) != 0;
     let state = match verdict.state {
         State::Poisoned if !clear_poison => State::Poisoned,

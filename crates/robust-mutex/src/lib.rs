@@ -33,6 +33,8 @@
 #![allow(clippy::unnecessary_cast)]
 
 mod cancel;
+#[cfg(unix)]
+mod errno_names;
 mod error;
 pub use cancel::CancelToken;
 pub use error::Error;
