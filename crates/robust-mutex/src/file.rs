@@ -20,19 +20,10 @@ use nix::fcntl::{self, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, Mode, SFlag};
 
 use crate::error::Error;
+pub(crate) use crate::options::Policy;
 use crate::header::{self, Identity, Invalid, State, FILE_SIZE};
 use crate::mapping::Mapping;
 use crate::sys::{self, FileLock};
-
-/// What `open` accepts, from the public `OpenOptions`.
-#[derive(Clone, Debug)]
-pub(crate) struct Policy {
-    pub mode: u32,
-    pub create: bool,
-    pub allow_foreign_pid_namespace: bool,
-    pub allow_network_filesystem: bool,
-    pub allow_other_owner: bool,
-}
 
 /// How many times `open` follows a race (a retired or just-deleted file) before giving up.
 /// Each round only repeats after another process changed the path, so this is never reached in

@@ -5,10 +5,11 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
 use crate::error::Error;
-use crate::mutex::SharedMutex;
+use crate::handle::SharedMutex;
 
 /// What an acquisition found and what the holder decided; shared by both guard types.
 #[derive(Debug)]
+#[cfg_attr(not(supported), allow(dead_code))]
 pub(crate) struct Acquisition {
     /// The previous holder died holding the lock.
     pub owner_died: bool,
@@ -25,6 +26,7 @@ pub(crate) struct Acquisition {
     pub pid: i32,
 }
 
+#[cfg_attr(not(supported), allow(dead_code))]
 impl Acquisition {
     #[inline]
     pub(crate) fn new(owner_died: bool, pid: i32) -> Acquisition {

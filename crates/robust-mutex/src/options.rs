@@ -1,11 +1,11 @@
 //! `OpenOptions`: how a mutex file is opened or created.
 
+#[cfg(unix)]
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::file::Policy;
-use crate::mutex::SharedMutex;
+use crate::handle::SharedMutex;
 
 /// Options for opening a mutex file, builder style.
 ///
@@ -141,7 +141,20 @@ impl OpenOptions {
     /// # let _ = again;
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
+    #[cfg(unix)]
     pub fn from_fd(&self, fd: OwnedFd) -> Result<SharedMutex, Error> {
         SharedMutex::from_fd_with(fd, self)
     }
 }
+
+/// What `open` accepts, from the public `OpenOptions`.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(supported), allow(dead_code))]
+pub(crate) struct Policy {
+    pub mode: u32,
+    pub create: bool,
+    pub allow_foreign_pid_namespace: bool,
+    pub allow_network_filesystem: bool,
+    pub allow_other_owner: bool,
+}
+
