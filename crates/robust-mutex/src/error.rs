@@ -57,8 +57,9 @@ pub enum Error {
         /// The layout of this process.
         expected: String,
     },
-    /// The file was initialised in another PID namespace (another container): thread ids are not
-    /// comparable across namespaces, so the lock cannot work. Code `EPIDNS`.
+    /// The file was initialised in another PID namespace (another container), or this process
+    /// cannot read its own (no `/proc`): thread ids are not comparable across namespaces, so the
+    /// lock's owner-death recovery cannot work. Code `EPIDNS`.
     #[non_exhaustive]
     ForeignPidNamespace {
         /// The file, when it has a name.
