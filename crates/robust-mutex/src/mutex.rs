@@ -28,7 +28,6 @@ use crate::sys;
 
 /// The per-process state of one mutex file, shared by all handles to it.
 pub(crate) struct Inner {
-    raw: RawMutex,
     map: ManuallyDrop<Mapping>,
     fd: OwnedFd,
     key: (u64, u64),
@@ -64,8 +63,7 @@ impl Inner {
         let key = (st.st_dev as u64, st.st_ino as u64);
         registry::get_or_insert(key, || {
             let map = Mapping::new(&fd)?;
-            let raw = map.raw_mutex();
-            Ok(Inner { raw, map: ManuallyDrop::new(map), fd, key })
+            Ok(Inner { map: ManuallyDrop::new(map), fd, key })
         })
     }
 
@@ -95,10 +93,16 @@ impl Inner {
         self.map.header()
     }
 
+    /// The pthread mutex, borrowed from this mapping.
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> RawMutex<'_> {
+        self.map.raw_mutex()
+    }
+
     /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping.
     #[inline(always)]
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
-        match self.raw.try_lock() {
+        match self.raw().try_lock() {
             Ok(Some(how)) => self.admit(how, false).map(Some),
             Ok(None) => self.busy(),
             Err(errno) => Err(self.lock_error(errno)),
@@ -148,12 +152,12 @@ impl Inner {
     pub(crate) fn wait_slices<T>(
         &self,
         wait: &Wait<'_>,
-        mut slice_op: impl FnMut(&RawMutex, Duration) -> Result<Option<T>, Errno>,
+        mut slice_op: impl FnMut(&RawMutex<'_>, Duration) -> Result<Option<T>, Errno>,
     ) -> Result<T, Error> {
         self.stamp_holding_time();
         loop {
             let slice = self.before_slice(wait)?;
-            match slice_op(&self.raw, slice) {
+            match slice_op(&self.raw(), slice) {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     self.stamp_holding_time();
@@ -236,7 +240,7 @@ impl Inner {
                 header.pending_owner_death.store(1, Ordering::Relaxed);
             }
             // SAFETY: the lock was acquired by this thread just now.
-            let _ = unsafe { self.raw.unlock(acq.inconsistent) };
+            let _ = unsafe { self.raw().unlock(acq.inconsistent) };
             Err(err)
         };
         match header.state() {
@@ -279,7 +283,7 @@ impl Inner {
         }
         // SAFETY: the caller holds the lock; `inconsistent` is true exactly when it was acquired
         // with EOWNERDEAD, the only case in which pthread_mutex_consistent is valid.
-        unsafe { self.raw.unlock(acq.inconsistent) }.map_err(|errno| self.unlock_error(errno))
+        unsafe { self.raw().unlock(acq.inconsistent) }.map_err(|errno| self.unlock_error(errno))
     }
 
     #[cold]
@@ -291,7 +295,7 @@ impl Inner {
     }
 
     pub(crate) fn raw_ptr(&self) -> *mut libc::pthread_mutex_t {
-        self.raw.as_ptr()
+        self.raw().as_ptr()
     }
 
     #[cold]
@@ -310,11 +314,11 @@ impl Inner {
         let header = self.header();
         header.owner_tid.load(Ordering::Relaxed) == sys::tid()
             && header.owner_pid.load(Ordering::Relaxed) == sys::pid()
-            && self.raw.lock_word().0 == sys::tid()
+            && self.raw().lock_word().0 == sys::tid()
     }
 
     pub(crate) fn held_by_this_process(&self) -> bool {
-        let (holder, _) = self.raw.lock_word();
+        let (holder, _) = self.raw().lock_word();
         holder != 0 && self.header().owner_pid.load(Ordering::Relaxed) == sys::pid()
     }
 
@@ -340,12 +344,12 @@ impl Inner {
     fn stamp_holding_time(&self) {
         let header = self.header();
         let round = header.acquisitions.load(Ordering::SeqCst);
-        if self.raw.lock_word().0 == 0 {
+        if self.raw().lock_word().0 == 0 {
             return;
         }
         let now = sys::realtime_coarse_ns();
         if header.owner_since_ns.compare_exchange(0, now, Ordering::SeqCst, Ordering::Relaxed).is_ok()
-            && (header.acquisitions.load(Ordering::SeqCst) != round || self.raw.lock_word().0 == 0)
+            && (header.acquisitions.load(Ordering::SeqCst) != round || self.raw().lock_word().0 == 0)
         {
             let _ = header.owner_since_ns.compare_exchange(now, 0, Ordering::SeqCst, Ordering::Relaxed);
         }
@@ -374,7 +378,7 @@ impl Inner {
             )
         };
         let before = record();
-        let (holder, _) = self.raw.lock_word();
+        let (holder, _) = self.raw().lock_word();
         let (_, pid, tid, namespace) = before;
         if holder == 0 || pid == 0 || tid != holder {
             return; // free, or held by a program that does not record itself
@@ -385,16 +389,16 @@ impl Inner {
         if sys::thread_exists(pid, holder) {
             return;
         }
-        if record() == before && self.raw.mark_owner_died(holder) {
+        if record() == before && self.raw().mark_owner_died(holder) {
             // Wake the waiters so they race for it now rather than at the end of their slice.
-            sys::futex_wake_all(self.raw.futex_word_ptr());
+            sys::futex_wake_all(self.raw().futex_word_ptr());
         }
     }
 
     pub(crate) fn state(&self) -> MutexState {
         self.stamp_holding_time();
         let header = self.header();
-        let (holder_tid, owner_died_bit) = self.raw.lock_word();
+        let (holder_tid, owner_died_bit) = self.raw().lock_word();
         let not_recoverable = holder_tid == crate::raw::NOT_RECOVERABLE_TID;
         let holder_tid = if not_recoverable { 0 } else { holder_tid };
         let pid = header.owner_pid.load(Ordering::Relaxed);
@@ -431,7 +435,7 @@ impl Inner {
         path: Option<&Path>,
         f: impl FnOnce(&header::Shared, bool) -> T,
     ) -> Result<T, Error> {
-        let how = match self.raw.try_lock() {
+        let how = match self.raw().try_lock() {
             Ok(Some(how)) => how,
             Ok(None) if self.held_by_this_thread() => return Err(Error::Deadlock),
             Ok(None) => {
@@ -444,7 +448,7 @@ impl Inner {
         let retired = self.header().state() == Some(State::Tombstone);
         let result = (!retired).then(|| f(self.header(), owner_died));
         // SAFETY: acquired just above on this thread; consistent exactly after EOWNERDEAD.
-        unsafe { self.raw.unlock(owner_died) }.map_err(|e| Error::os("pthread_mutex_unlock", None, e))?;
+        unsafe { self.raw().unlock(owner_died) }.map_err(|e| Error::os("pthread_mutex_unlock", None, e))?;
         result.ok_or(Error::Stale { path: path.map(Path::to_path_buf) })
     }
 }

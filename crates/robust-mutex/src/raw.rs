@@ -5,6 +5,7 @@
 //! pthread functions return their error number instead of setting `errno`.
 
 use std::ffi::c_int;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -35,16 +36,19 @@ pub(crate) const NOT_RECOVERABLE_TID: i32 = 0x3fff_ffff;
 /// `_m_lock` the second.
 const LOCK_WORD_OFFSET: usize = if cfg!(target_env = "musl") { 4 } else { 0 };
 
-/// A robust mutex living in memory this process does not own alone.
-pub(crate) struct RawMutex {
+/// A robust mutex living in memory this process does not own alone, borrowed from the mapping
+/// it lives in (`'map`), so it cannot outlive the page.
+#[derive(Clone, Copy)]
+pub(crate) struct RawMutex<'map> {
     ptr: *mut libc::pthread_mutex_t,
+    _mapping: PhantomData<&'map ()>,
 }
 
 // SAFETY: a process-shared pthread mutex is designed to be used from any thread of any process;
-// the pointer stays valid as long as the owning `Inner` keeps the mapping alive.
-unsafe impl Send for RawMutex {}
+// the pointer stays valid for 'map (from_ptr's contract).
+unsafe impl Send for RawMutex<'_> {}
 // SAFETY: as above; every operation goes through the thread-safe pthread functions or atomics.
-unsafe impl Sync for RawMutex {}
+unsafe impl Sync for RawMutex<'_> {}
 
 type ClockLockFn =
     unsafe extern "C" fn(*mut libc::pthread_mutex_t, libc::clockid_t, *const libc::timespec) -> c_int;
@@ -66,12 +70,12 @@ fn clocklock() -> Option<ClockLockFn> {
     })
 }
 
-impl RawMutex {
+impl<'map> RawMutex<'map> {
     /// # Safety
     /// `ptr` must point to a `pthread_mutex_t`-sized, suitably aligned region of a shared mapping
-    /// that outlives the returned value.
-    pub(crate) unsafe fn from_ptr(ptr: *mut libc::pthread_mutex_t) -> RawMutex {
-        RawMutex { ptr }
+    /// that stays mapped for `'map`.
+    pub(crate) unsafe fn from_ptr(ptr: *mut libc::pthread_mutex_t) -> RawMutex<'map> {
+        RawMutex { ptr, _mapping: PhantomData }
     }
 
     /// Initialises the mutex in place: robust, process-shared, error-checking.

@@ -142,7 +142,7 @@ pub(crate) fn now(clock: libc::clockid_t) -> libc::timespec {
 /// Adds a duration to a timespec, keeping `tv_nsec` normalised (an unnormalised value makes
 /// the timed lock calls fail with EINVAL, but only when they would block).
 pub(crate) fn timespec_after(base: libc::timespec, delta: std::time::Duration) -> libc::timespec {
-    let mut sec = base.tv_sec.saturating_add(delta.as_secs() as libc::time_t);
+    let mut sec = base.tv_sec.saturating_add(delta.as_secs() as _);
     let mut nsec = base.tv_nsec + delta.subsec_nanos() as libc::c_long;
     if nsec >= 1_000_000_000 {
         nsec -= 1_000_000_000;
@@ -284,7 +284,7 @@ pub(crate) fn futex_wake_all(word: *const std::sync::atomic::AtomicU32) {
 /// (relative, so measured on CLOCK_MONOTONIC), or until woken. Spurious returns are allowed.
 pub(crate) fn futex_wait(word: *const std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAIT (the
