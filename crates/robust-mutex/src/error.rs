@@ -33,8 +33,10 @@ pub enum Error {
     Deadlock,
     /// The calling thread does not own the lock it tried to release. Code `EPERM`.
     NotOwner,
-    /// The mutex was poisoned (a holder declared the protected state unrecoverable) and stays
-    /// unusable until [`SharedMutex::reset`](crate::SharedMutex::reset). Code `ENOTRECOVERABLE`.
+    /// The mutex was poisoned (a holder declared the protected state unrecoverable), or a
+    /// pthread user outside this library left the pthread mutex itself unrecoverable (unlocked
+    /// after `EOWNERDEAD` without `pthread_mutex_consistent`); it stays unusable until
+    /// [`SharedMutex::reset`](crate::SharedMutex::reset). Code `ENOTRECOVERABLE`.
     NotRecoverable,
     /// The file is not a mutex file of this library: too short, wrong magic, an unknown format
     /// version or state. Its bytes were not modified. Code `EBADMUTEX`.
@@ -222,8 +224,9 @@ impl fmt::Display for Error {
             Error::Deadlock => f.write_str("this thread already holds the lock"),
             Error::NotOwner => f.write_str("this thread does not hold the lock"),
             Error::NotRecoverable => f.write_str(
-                "the mutex is poisoned: a holder marked the protected state unrecoverable; \
-                 repair the state, then call reset",
+                "the mutex is not recoverable: a holder marked the protected state unrecoverable \
+                 (poison, or a pthread user that did not mark it consistent after an owner \
+                 death); repair the state, then call reset",
             ),
             Error::BadMutex { path, reason } => {
                 describe_path(f, path)?;

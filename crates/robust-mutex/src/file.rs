@@ -30,6 +30,9 @@ use crate::sys::{self, FileLock};
 /// practice; it turns a pathological churn into an error instead of a spin.
 const MAX_OPEN_ROUNDS: usize = 64;
 
+/// How long a post-reboot repair waits for another opener's repair to finish.
+const REPAIR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often (2 ms apart) a post-reboot repair asks for `LOCK_EX` before concluding that a live
 /// user holds the file.
 const REPAIR_ATTEMPTS: usize = 250;
@@ -394,7 +397,12 @@ pub(crate) fn create_anonymous(ours: &Identity) -> Result<OwnedFd, Error> {
 /// forever or re-initialising a mutex in use.
 fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), Error> {
     sys::flock(fd, FileLock::Unlock, true)?;
-    let _serial = sys::RepairLock::acquire(fd, FILE_SIZE as libc::off_t)?;
+    let deadline = std::time::Instant::now() + REPAIR_TIMEOUT;
+    let Some(_serial) = sys::RepairLock::acquire(fd, FILE_SIZE as libc::off_t, deadline)? else {
+        // Another opener has been repairing for longer than any repair takes: it is stopped.
+        sys::flock(fd, FileLock::Shared, true)?;
+        return Err(Error::Busy { path: None });
+    };
     let mut exclusive = false;
     for _ in 0..REPAIR_ATTEMPTS {
         if sys::flock(fd, FileLock::Exclusive, false)? {

@@ -89,7 +89,10 @@ fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
         other.expect_within("failed code=ENOTRECOVERABLE", PROMPT);
     }
     // While a handle is open, reset cannot re-initialise: it answers within its deadline.
-    let err = reset_guarded(&path).expect_err("a mapped, unrecoverable mutex cannot be reset");
+    let started = Instant::now();
+    let err = SharedMutex::reset_timeout(&path, Duration::from_millis(500))
+        .expect_err("a mapped, unrecoverable mutex cannot be reset");
+    assert!(started.elapsed() < Duration::from_secs(5), "reset kept to its deadline");
     assert!(matches!(err, Error::NotRecoverable | Error::Busy { .. }), "{err:?}");
     drop(mutex);
     let generation_before = {
@@ -179,4 +182,22 @@ fn c33_reset_of_a_poisoned_mutex_whose_poisoner_died_reports_the_death() {
     reset_guarded(&path).expect("reset");
     let guard = mutex.lock().expect("poison cleared");
     assert!(guard.owner_died(), "the death is still reported after reset");
+}
+
+#[test]
+fn c34_no_administrative_call_waits_past_its_deadline() {
+    let dir = TempDir::new("admin-deadline");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).expect("create");
+    let (mut holder, _) = spawn_locker(&path, Mode::Lock);
+    holder.expect("locked");
+    let started = Instant::now();
+    let err = SharedMutex::reset_timeout(&path, Duration::from_millis(300)).expect_err("held by a live process");
+    assert_eq!(err.code(), "ETIMEDOUT");
+    let err = mutex.reset_poison_timeout(Duration::from_millis(300)).expect_err("held by a live process");
+    assert_eq!(err.code(), "ETIMEDOUT");
+    assert!(started.elapsed() < Duration::from_secs(5), "both kept to their deadlines");
+    holder.send("release");
+    holder.expect_within("released", PROMPT);
+    mutex.reset_poison_timeout(PROMPT).expect("free: reset at once");
 }

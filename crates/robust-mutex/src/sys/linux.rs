@@ -232,10 +232,23 @@ pub(crate) struct RepairLock<'fd> {
 }
 
 impl<'fd> RepairLock<'fd> {
-    /// Blocks until this open file description holds the byte at `offset` exclusively.
-    pub(crate) fn acquire(fd: BorrowedFd<'fd>, offset: libc::off_t) -> Result<Self, Error> {
-        ofd_lock(fd, offset, libc::F_WRLCK as libc::c_short)?;
-        Ok(RepairLock { fd, offset })
+    /// Waits, until `deadline` at the latest (then `Ok(None)`), for this open file description
+    /// to hold the byte at `offset` exclusively. A repair holds it for microseconds; one held
+    /// past the deadline belongs to a stopped or hung process, and no caller waits on it forever.
+    pub(crate) fn acquire(
+        fd: BorrowedFd<'fd>,
+        offset: libc::off_t,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Self>, Error> {
+        loop {
+            if ofd_lock(fd, offset, libc::F_WRLCK as libc::c_short)? {
+                return Ok(Some(RepairLock { fd, offset }));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 
@@ -245,7 +258,8 @@ impl Drop for RepairLock<'_> {
     }
 }
 
-fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Result<(), Error> {
+/// One non-blocking `F_OFD_SETLK`; `Ok(false)` when another open file description holds it.
+fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Result<bool, Error> {
     // SAFETY: an all-zero flock struct is a valid value (pid must be 0 for OFD locks).
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = kind;
@@ -253,14 +267,15 @@ fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Res
     lock.l_start = offset;
     lock.l_len = 1;
     loop {
-        // SAFETY: F_OFD_SETLKW takes a pointer to a valid flock struct, which `lock` is.
-        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &lock) };
+        // SAFETY: F_OFD_SETLK takes a pointer to a valid flock struct, which `lock` is.
+        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
         if rc == 0 {
-            return Ok(());
+            return Ok(true);
         }
         match Errno::last() {
             Errno::EINTR => continue,
-            e => return Err(Error::os("fcntl(F_OFD_SETLKW)", None, e)),
+            Errno::EAGAIN | Errno::EACCES => return Ok(false),
+            e => return Err(Error::os("fcntl(F_OFD_SETLK)", None, e)),
         }
     }
 }
