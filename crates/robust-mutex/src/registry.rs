@@ -20,6 +20,8 @@ pub(crate) fn get_or_insert(
     key: Key,
     make: impl FnOnce() -> Result<Inner, Error>,
 ) -> Result<Arc<Inner>, Error> {
+    // Before the first entry exists: a fork child must know it is one to drop what it inherited.
+    crate::sys::register_atfork();
     let mut guard = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
     if let Some(live) = map.get(&key).and_then(Weak::upgrade) {

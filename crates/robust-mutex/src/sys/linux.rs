@@ -77,7 +77,8 @@ extern "C" fn forget_ids_in_child() {
     TID.with(|t| t.set(0));
 }
 
-fn register_atfork() {
+/// Registers the fork-child handler (once): before anything a child could inherit exists.
+pub(crate) fn register_atfork() {
     ATFORK.call_once(|| {
         // SAFETY: registers a plain extern "C" function with no captured state; it only stores
         // to an atomic and a thread-local, which is async-signal-safe enough for the child side
