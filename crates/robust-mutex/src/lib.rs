@@ -26,6 +26,12 @@
 //!   fails with [`Error::NotRecoverable`] until [`SharedMutex::reset`];
 //! - a holder that dies while deciding passes `owner_died` on to the next acquirer.
 //!
+//! After `fork()` in a multi-threaded process, the child (until it `exec`s) may use what it
+//! inherited: acquire and release through inherited handles (the parent's guards are not the
+//! child's: releasing one fails with [`Error::NotOwner`]), read `state()`, drop handles and
+//! guards. It must not open new mutexes there (`open`, `anonymous`, `from_fd`): they take
+//! process-wide locks that another thread of the parent may have held at the fork.
+//!
 //! Linux only (glibc or musl). The crate builds everywhere with the same public types, but
 //! other platforms (macOS, Windows, FreeBSD for now) lack a backend, and every constructor
 //! there returns [`Error::Unsupported`].
