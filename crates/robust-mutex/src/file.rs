@@ -341,7 +341,7 @@ pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> 
     // by the state itself.
     let pending_after = state == State::Poisoned && (held || pending);
     shared.pending_owner_death.store(u32::from(pending_after), Ordering::Relaxed);
-    if !held || why == Reinit::Reboot {
+    if !held || why == Reinit::Reboot || !verdict.boot_matches {
         // The recorded holder is gone without a death to report, or is a thread of another
         // boot, which no one can look up.
         shared.owner_pid.store(0, Ordering::Relaxed);
@@ -349,14 +349,20 @@ pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> 
     }
     shared.owner_since_ns.store(0, Ordering::Relaxed);
     shared.owner_pid_namespace.store(0, Ordering::Relaxed);
-    // SAFETY: every cooperating user is excluded by LOCK_EX (caller's contract).
-    unsafe { header::write_identity(map.as_ptr(), ours) };
+    if why == Reinit::Reboot {
+        // SAFETY: every cooperating user is excluded by LOCK_EX (caller's contract).
+        unsafe { header::write_identity(map.as_ptr(), ours) };
+    }
     // SAFETY: as above; nobody uses the mutex memory.
     unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
     shared.generation.store(generation, Ordering::Relaxed);
-    pause_for_tests("ROBUST_MUTEX_TEST_PAUSE_BEFORE_COMMIT");
-    // SAFETY: as above.
-    unsafe { header::write_boot_id(map.as_ptr(), ours) };
+    if why == Reinit::Reboot {
+        pause_for_tests("ROBUST_MUTEX_TEST_PAUSE_BEFORE_COMMIT");
+        // SAFETY: as above.
+        unsafe { header::write_boot_id(map.as_ptr(), ours) };
+    }
+    // A reset keeps the file's identity: it stays the file of the namespace (and boot) it
+    // belongs to, whoever resets it.
     Ok(())
 }
 

@@ -133,3 +133,27 @@ fn c28_unknown_pid_namespace_allowed_explicitly_still_excludes() {
     holder.expect("locked");
     host_must_wait(&mutex, &mut holder);
 }
+
+#[test]
+fn c28_reset_from_another_namespace_keeps_the_files_namespace() {
+    require_unshare();
+    let dir = TempDir::new("pidns-reset");
+    let path = dir.join("lock");
+    // Created inside a new PID namespace.
+    let mut creator = Helper::spawn_wrapped(
+        &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"],
+        "ns-holder",
+        &[arg(&path), "allow".into()],
+    );
+    creator.expect("locked");
+    creator.send("release");
+    creator.expect_within("released", PROMPT);
+    creator.close_stdin();
+    creator.expect_success();
+    let err = SharedMutex::open(&path).expect_err("another namespace's file");
+    assert_eq!(err.code(), "EPIDNS");
+    // The host resets it while nobody uses it: re-initialised in place, still theirs.
+    SharedMutex::reset(&path).expect("reset");
+    let err = SharedMutex::open(&path).expect_err("still another namespace's file after reset");
+    assert_eq!(err.code(), "EPIDNS");
+}
