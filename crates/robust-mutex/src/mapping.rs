@@ -42,8 +42,8 @@ impl Mapping {
     /// The header's atomics.
     pub(crate) fn header(&self) -> &header::Shared {
         // SAFETY: the page is FILE_SIZE bytes, page-aligned, and lives as long as `self`;
-        // `header::Shared` is repr(C), fits before MUTEX_OFFSET and only has atomics (or fields
-        // nobody writes while the file is in use) so shared access is sound.
+        // `header::Shared` is repr(C), fits before MUTEX_OFFSET and consists of atomics only, so
+        // shared access is sound whatever other processes write to the page meanwhile.
         unsafe { &*self.page.as_ptr().cast::<header::Shared>() }
     }
 
