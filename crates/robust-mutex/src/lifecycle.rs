@@ -84,8 +84,7 @@ impl SharedMutex {
     /// ```
     pub fn reset_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<(), Error> {
         let path = path.as_ref();
-        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
-        Inner::reset(path, deadline).map_err(|e| e.at(Some(path)))
+        Inner::reset(path, deadline_after(timeout)).map_err(|e| e.at(Some(path)))
     }
 
     /// [`reset`](Self::reset) through an open handle (the only way for anonymous mutexes),
@@ -113,7 +112,7 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn reset_poison_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+        let deadline = deadline_after(timeout);
         self.inner
             .reset_poison(deadline, self.path())
             .map_err(|e| e.at(self.path()))
@@ -121,6 +120,9 @@ impl SharedMutex {
 }
 
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+/// `timeout` from now; a timeout too long for an `Instant` (`Duration::MAX`) waits a century.
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now() + timeout.min(CENTURY)
 }
+
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);

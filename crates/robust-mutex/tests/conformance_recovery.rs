@@ -201,3 +201,24 @@ fn c34_no_administrative_call_waits_past_its_deadline() {
     holder.expect_within("released", PROMPT);
     mutex.reset_poison_timeout(PROMPT).expect("free: reset at once");
 }
+
+/// `Duration::MAX` means "no limit" for the administrative waits too (no overflow, no
+/// immediate timeout): reset waits for a holder that releases.
+#[test]
+fn c34_reset_with_an_unbounded_timeout_waits_for_the_holder() {
+    let dir = TempDir::new("admin-unbounded");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).expect("create");
+    let (mut holder, _) = spawn_locker(&path, Mode::Lock);
+    holder.expect("locked");
+    let generation = mutex.state().generation;
+    std::thread::scope(|s| {
+        let reset = s.spawn(|| SharedMutex::reset_timeout(&path, Duration::MAX));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!reset.is_finished(), "reset waits for the holder");
+        holder.send("release");
+        holder.expect_within("released", PROMPT);
+        reset.join().unwrap().expect("reset after the release");
+    });
+    assert_eq!(mutex.state().generation, generation + 1);
+}
