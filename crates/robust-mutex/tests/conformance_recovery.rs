@@ -222,3 +222,26 @@ fn c34_reset_with_an_unbounded_timeout_waits_for_the_holder() {
     });
     assert_eq!(mutex.state().generation, generation + 1);
 }
+
+/// A pthread-level unrecoverable mutex still open elsewhere: reset waits (within its deadline)
+/// for the other users to close it, then re-initialises it.
+#[test]
+fn c32_reset_waits_for_the_last_user_of_an_unrecoverable_mutex() {
+    let dir = TempDir::new("notrecoverable-wait");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).expect("create");
+    make_not_recoverable(&mutex);
+    drop(mutex);
+    let (mut user, _) = spawn_locker(&path, Mode::Lock);
+    user.expect_within("failed code=ENOTRECOVERABLE", PROMPT);
+    std::thread::scope(|s| {
+        let reset = s.spawn(|| SharedMutex::reset_timeout(&path, Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!reset.is_finished(), "reset waits while another process has it open");
+        user.close_stdin();
+        user.expect_success();
+        reset.join().unwrap().expect("reset once the last user is gone");
+    });
+    let mutex = SharedMutex::open(&path).expect("open");
+    drop(mutex.lock_timeout(PROMPT).expect("usable again"));
+}
