@@ -130,6 +130,7 @@ fn destroy_at(path: &Path) -> Result<(), Error> {
         Err(e) => return Err(Error::os("pthread_mutex_trylock", None, e)),
     }
     drop(map);
+    crate::file::pause_for_tests("ROBUST_MUTEX_TEST_PAUSE_BEFORE_UNLINK");
     // Unlink only the inode we retired, not a file someone put at the path meanwhile.
     let ours = sys::fstat(fd)?;
     match nix::sys::stat::stat(path) {

@@ -366,13 +366,18 @@ pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> 
     Ok(())
 }
 
-/// Test hook: when the environment variable `var` names a file, create it and sleep, so that a
-/// test can kill the process at exactly this point. Costs one environment lookup, only on the
-/// rare paths that call it.
-fn pause_for_tests(var: &str) {
-    if let Some(marker) = std::env::var_os(var) {
-        let _ = std::fs::write(marker, b"paused");
-        std::thread::sleep(std::time::Duration::from_secs(600));
+/// Test hook: when the environment variable `var` names a file, create it and wait until the
+/// test removes it (at most 10 minutes), so that a test can act, or kill the process, at exactly
+/// this point. Costs one environment lookup, only on the rare paths that call it.
+pub(crate) fn pause_for_tests(var: &str) {
+    let Some(marker) = std::env::var_os(var) else { return };
+    let marker = PathBuf::from(marker);
+    if std::fs::write(&marker, b"paused").is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

@@ -30,6 +30,11 @@ use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
 fn helper_entry() {
     helper_main(|role, args| match role {
         "opener" => Some(opener(&args[0], args.get(1).map(String::as_str) == Some("lock"))),
+        "destroyer" => {
+            let result = SharedMutex::destroy(&args[0]);
+            say(format!("destroyed {:?}", result.map_err(|e| e.code())));
+            Some(0)
+        }
         _ => None,
     });
 }
@@ -359,6 +364,30 @@ fn insecure_modes_are_refused_at_creation_too() {
     let path = dir.join("group");
     drop(OpenOptions::new().mode(0o660).open(&path).expect("group-writable is allowed"));
     drop(SharedMutex::open(&path).expect("and opens for everyone alike"));
+}
+
+/// `destroy` unlinks only the file it retired: a file put at the path between its retiring and
+/// its unlinking (paused there by a test hook) is left in place.
+#[test]
+fn destroy_never_unlinks_a_file_put_at_the_path_meanwhile() {
+    let dir = TempDir::new("destroy-race");
+    let path = dir.join("lock");
+    drop(SharedMutex::open(&path).unwrap());
+    let marker = dir.join("paused");
+    let mut destroyer =
+        Helper::spawn_with_env("destroyer", &[arg(&path)], &[("ROBUST_MUTEX_TEST_PAUSE_BEFORE_UNLINK", marker.to_str().unwrap())]);
+    let deadline = std::time::Instant::now() + STARTUP;
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "destroy never reached the test pause");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let other = dir.join("other");
+    let replacement = dev_ino(&SharedMutex::open(&other).unwrap());
+    std::fs::rename(&other, &path).unwrap();
+    std::fs::remove_file(&marker).unwrap();
+    destroyer.expect_within("destroyed Ok(())", PROMPT);
+    let now = std::fs::metadata(&path).expect("the replacement is still at the path");
+    assert_eq!((now.dev(), now.ino()), replacement);
 }
 
 /// Scenario 24, tombstone: a file whose `destroy` died after retiring it but before unlinking it
