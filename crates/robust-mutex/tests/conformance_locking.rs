@@ -563,3 +563,15 @@ fn owner_since_is_never_older_than_the_acquisition() {
         assert!(worst <= slack, "a holder was reported held since {worst:?} before it locked");
     });
 }
+
+/// `Debug` of a handle names its path and its file's (dev, ino), so logs tell handles apart.
+#[test]
+fn debug_output_names_the_path_and_the_file() {
+    let dir = TempDir::new("debug");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let st = nix::sys::stat::fstat(mutex.as_fd()).unwrap();
+    let text = format!("{mutex:?}");
+    assert!(text.contains(&format!("dev_ino: ({}, {})", st.st_dev, st.st_ino)), "{text}");
+    assert!(text.contains("lock"), "{text}");
+}
