@@ -390,6 +390,36 @@ fn destroy_never_unlinks_a_file_put_at_the_path_meanwhile() {
     assert_eq!((now.dev(), now.ino()), replacement);
 }
 
+/// A waiter already blocked when the mutex is retired (or poisoned) under it fails within a
+/// slice with ESTALE (or ENOTRECOVERABLE), and a non-blocking attempt on a poisoned mutex that
+/// someone holds fails too, instead of answering "busy".
+#[test]
+fn c24_waiters_notice_a_mutex_retired_or_poisoned_under_them() {
+    let dir = TempDir::new("c24-retired-waiting");
+    for (state, code) in [(3, "ESTALE"), (2, "ENOTRECOVERABLE")] {
+        let path = dir.join(&format!("lock-{state}"));
+        let mutex = SharedMutex::open(&path).unwrap();
+        let (mut holder, _) = spawn_locker(&path, Mode::Lock);
+        holder.expect("locked");
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let waiter = {
+            let mutex = mutex.clone();
+            std::thread::spawn(move || {
+                tid_tx.send(gettid()).unwrap();
+                done_tx.send(mutex.lock_timeout(Duration::from_secs(30)).map(drop).map_err(|e| e.code())).unwrap();
+            })
+        };
+        wait_until_blocked_in_futex(std::process::id() as i32, tid_rx.recv().unwrap());
+        write_u32(&path, STATE, state);
+        let result = done_rx.recv_timeout(PROMPT).expect("the waiter must notice (hang guard)");
+        waiter.join().unwrap();
+        assert_eq!(result, Err(code), "state {state}");
+        assert_eq!(mutex.try_lock().map(|g| g.is_some()).map_err(|e| e.code()), Err(code), "state {state}, held");
+        holder.kill_and_reap();
+    }
+}
+
 /// Scenario 24, tombstone: a file whose `destroy` died after retiring it but before unlinking it
 /// (crafted: state TOMBSTONE, nobody using it) is not used again: opening the path gets a fresh
 /// mutex in a new file.

@@ -549,18 +549,22 @@ fn owner_since_is_never_older_than_the_acquisition() {
             });
         }
         let mut worst = Duration::ZERO;
+        let mut stamped = 0;
         for _ in 0..150 {
             std::thread::sleep(Duration::from_millis(25));
             let before = std::time::SystemTime::now();
             let guard = mutex.lock().unwrap();
             if let Some(since) = mutex.state().owner.and_then(|o| o.since) {
                 worst = worst.max(before.duration_since(since).unwrap_or_default());
+                assert!(since <= std::time::SystemTime::now(), "held since a time to come");
+                stamped += 1;
             }
             std::thread::sleep(Duration::from_millis(1));
             drop(guard);
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(worst <= slack, "a holder was reported held since {worst:?} before it locked");
+        assert!(stamped > 0, "state() stamps the holding time of a lock it sees held");
     });
 }
 
