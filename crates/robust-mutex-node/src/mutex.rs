@@ -125,6 +125,15 @@ fn deadline_after(timeout_ms: Option<f64>) -> Result<Option<Instant>> {
     }
 }
 
+/// Milliseconds as a wait bound; none (or one too long to represent) waits without limit.
+fn timeout_after(timeout_ms: Option<f64>) -> Result<Duration> {
+    match timeout_ms {
+        None => Ok(Duration::MAX),
+        Some(ms) if ms >= 0.0 => Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX)),
+        Some(ms) => Err(coded("EINVAL", format!("timeout must be a non-negative number of milliseconds, got {ms}"))),
+    }
+}
+
 /// The deadline has not passed (there is none, or it is still ahead).
 fn not_yet(deadline: Option<Instant>) -> bool {
     match deadline {
@@ -188,16 +197,14 @@ pub fn destroy(path: Either<String, Buffer>) -> Result<()> {
 /// Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock.
 #[napi(catch_unwind)]
 pub fn reset(path: Either<String, Buffer>, timeout_ms: Option<f64>) -> Result<()> {
-    let deadline = deadline_after(timeout_ms)?;
-    let mutex = OpenOptions::new().create(false).open(path_from(path)).map_err(to_napi)?;
-    mutex.reset_until(deadline).map_err(to_napi)
+    SharedMutex::reset_timeout(path_from(path), timeout_after(timeout_ms)?).map_err(to_napi)
 }
 
 /// Clears POISONED through a handle, waiting at most `timeoutMs` for the lock.
 #[napi(catch_unwind)]
 pub fn reset_poison(handle: u32, timeout_ms: Option<f64>) -> Result<()> {
-    let deadline = deadline_after(timeout_ms)?;
-    with_handle(handle, |h| h.mutex.reset_until(deadline).map_err(to_napi))
+    let timeout = timeout_after(timeout_ms)?;
+    with_handle(handle, |h| h.mutex.reset_poison_timeout(timeout).map_err(to_napi))
 }
 
 /// The path, or null for anonymous and inherited mutexes.

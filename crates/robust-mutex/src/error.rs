@@ -3,8 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use nix::errno::Errno;
-
 /// Everything that can go wrong opening, locking or administering a [`SharedMutex`].
 ///
 /// Match on the variant in Rust; bindings and logs use [`Error::code`], a stable string that
@@ -35,11 +33,14 @@ pub enum Error {
     Deadlock,
     /// The calling thread does not own the lock it tried to release. Code `EPERM`.
     NotOwner,
-    /// The mutex was poisoned (a holder declared the protected state unrecoverable) and stays
-    /// unusable until [`SharedMutex::reset`](crate::SharedMutex::reset). Code `ENOTRECOVERABLE`.
+    /// The mutex was poisoned (a holder declared the protected state unrecoverable), or a
+    /// pthread user outside this library left the pthread mutex itself unrecoverable (unlocked
+    /// after `EOWNERDEAD` without `pthread_mutex_consistent`); it stays unusable until
+    /// [`SharedMutex::reset`](crate::SharedMutex::reset). Code `ENOTRECOVERABLE`.
     NotRecoverable,
     /// The file is not a mutex file of this library: too short, wrong magic, an unknown format
     /// version or state. Its bytes were not modified. Code `EBADMUTEX`.
+    #[non_exhaustive]
     BadMutex {
         /// The file, when it has a name.
         path: Option<PathBuf>,
@@ -49,6 +50,7 @@ pub enum Error {
     /// The file was created by a build with another binary layout (another architecture, pointer
     /// width or C library), so sharing it would silently break mutual exclusion. Code
     /// `EABIMISMATCH`.
+    #[non_exhaustive]
     AbiMismatch {
         /// The file, when it has a name.
         path: Option<PathBuf>,
@@ -57,20 +59,24 @@ pub enum Error {
         /// The layout of this process.
         expected: String,
     },
-    /// The file was initialised in another PID namespace (another container): thread ids are not
-    /// comparable across namespaces, so the lock cannot work. Code `EPIDNS`.
+    /// The file was initialised in another PID namespace (another container), or this process
+    /// cannot read its own (no `/proc`): thread ids are not comparable across namespaces, so the
+    /// lock's owner-death recovery cannot work. Code `EPIDNS`.
+    #[non_exhaustive]
     ForeignPidNamespace {
         /// The file, when it has a name.
         path: Option<PathBuf>,
     },
     /// This platform, sandbox or filesystem cannot provide robust cross-process locking. Code
     /// `EUNSUPPORTED`.
+    #[non_exhaustive]
     Unsupported {
         /// What is missing.
         reason: String,
     },
     /// The file's ownership or permissions let someone else rewrite the lock (which can corrupt
     /// the memory of every holder). Code `EINSECURE`.
+    #[non_exhaustive]
     Insecure {
         /// The file, when it has a name.
         path: Option<PathBuf>,
@@ -78,24 +84,28 @@ pub enum Error {
         reason: String,
     },
     /// The file is in use by another handle or process (for `destroy`). Code `EBUSY`.
+    #[non_exhaustive]
     Busy {
         /// The file, when it has a name.
         path: Option<PathBuf>,
     },
     /// The file this handle maps was deleted or replaced; other processes now use another
     /// file, so this handle no longer excludes them. Reopen from the path. Code `ESTALE`.
+    #[non_exhaustive]
     Stale {
         /// The file, when it has a name.
         path: Option<PathBuf>,
     },
-    /// An operating-system call failed. Code: the errno name (`ENOENT`, `EACCES`, ...).
+    /// An operating-system call failed. Code: the errno's name (`ENOENT`, `EACCES`, ...), for
+    /// every error number the platform names.
+    #[non_exhaustive]
     Os {
         /// What was being done (`"open"`, `"mmap"`, ...).
         op: &'static str,
         /// The file, when one was involved.
         path: Option<PathBuf>,
-        /// The error number.
-        errno: Errno,
+        /// The raw error number (`errno`), as [`std::io::Error::from_raw_os_error`] takes it.
+        errno: i32,
     },
 }
 
@@ -149,9 +159,23 @@ impl Error {
         }
     }
 
-    #[cfg_attr(not(supported), allow(dead_code))]
-    pub(crate) fn os(op: &'static str, path: Option<&std::path::Path>, errno: Errno) -> Error {
-        Error::Os { op, path: path.map(PathBuf::from), errno }
+    /// The raw error number of an [`Error::Os`], like [`std::io::Error::raw_os_error`].
+    ///
+    /// ```
+    /// let err = robust_mutex::SharedMutex::open("/nonexistent-dir/lock").unwrap_err();
+    /// # #[cfg(target_os = "linux")]
+    /// assert_eq!(err.raw_os_error(), Some(2)); // ENOENT
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Os { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    #[cfg(supported)]
+    pub(crate) fn os(op: &'static str, path: Option<&std::path::Path>, errno: nix::errno::Errno) -> Error {
+        Error::Os { op, path: path.map(PathBuf::from), errno: errno as i32 }
     }
 
     #[cfg_attr(not(supported), allow(dead_code))]
@@ -200,8 +224,9 @@ impl fmt::Display for Error {
             Error::Deadlock => f.write_str("this thread already holds the lock"),
             Error::NotOwner => f.write_str("this thread does not hold the lock"),
             Error::NotRecoverable => f.write_str(
-                "the mutex is poisoned: a holder marked the protected state unrecoverable; \
-                 repair the state, then call reset",
+                "the mutex is not recoverable: a holder marked the protected state unrecoverable \
+                 (poison, or a pthread user that did not mark it consistent after an owner \
+                 death); repair the state, then call reset",
             ),
             Error::BadMutex { path, reason } => {
                 describe_path(f, path)?;
@@ -237,7 +262,8 @@ impl fmt::Display for Error {
             }
             Error::Os { op, path, errno } => {
                 describe_path(f, path)?;
-                write!(f, "{op} failed: {} ({})", errno.desc(), errno_name(*errno))
+                let io = std::io::Error::from_raw_os_error(*errno);
+                write!(f, "{op} failed: {io} ({})", errno_name(*errno))
             }
         }
     }
@@ -245,45 +271,41 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The symbolic name of the error numbers this crate can meet.
-fn errno_name(errno: Errno) -> &'static str {
-    use Errno::*;
-    match errno {
-        EPERM => "EPERM",
-        ENOENT => "ENOENT",
-        EINTR => "EINTR",
-        EIO => "EIO",
-        ENXIO => "ENXIO",
-        EBADF => "EBADF",
-        EAGAIN => "EAGAIN",
-        ENOMEM => "ENOMEM",
-        EACCES => "EACCES",
-        EFAULT => "EFAULT",
-        EBUSY => "EBUSY",
-        EEXIST => "EEXIST",
-        EXDEV => "EXDEV",
-        ENODEV => "ENODEV",
-        ENOTDIR => "ENOTDIR",
-        EISDIR => "EISDIR",
-        EINVAL => "EINVAL",
-        ENFILE => "ENFILE",
-        EMFILE => "EMFILE",
-        ETXTBSY => "ETXTBSY",
-        EFBIG => "EFBIG",
-        ENOSPC => "ENOSPC",
-        EROFS => "EROFS",
-        EMLINK => "EMLINK",
-        ENAMETOOLONG => "ENAMETOOLONG",
-        ENOSYS => "ENOSYS",
-        ELOOP => "ELOOP",
-        EOVERFLOW => "EOVERFLOW",
-        EOPNOTSUPP => "EOPNOTSUPP",
-        EDQUOT => "EDQUOT",
-        ESTALE => "ESTALE",
-        EDEADLK => "EDEADLK",
-        ETIMEDOUT => "ETIMEDOUT",
-        EOWNERDEAD => "EOWNERDEAD",
-        ENOTRECOVERABLE => "ENOTRECOVERABLE",
-        _ => "EOS",
+impl From<Error> for std::io::Error {
+    /// An `io::Error` of the closest kind, carrying the original error (its message, code and
+    /// path) as its inner error; an [`Error::Os`] keeps its error number's kind.
+    ///
+    /// ```
+    /// let err = robust_mutex::SharedMutex::open("/nonexistent-dir/lock").unwrap_err();
+    /// let io: std::io::Error = err.into();
+    /// assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    /// ```
+    fn from(err: Error) -> std::io::Error {
+        use std::io::ErrorKind;
+        let kind = match &err {
+            Error::Timeout => ErrorKind::TimedOut,
+            Error::Cancelled => ErrorKind::Interrupted,
+            Error::NotOwner | Error::Insecure { .. } => ErrorKind::PermissionDenied,
+            Error::BadMutex { .. } | Error::AbiMismatch { .. } => ErrorKind::InvalidData,
+            Error::Unsupported { .. } | Error::ForeignPidNamespace { .. } => ErrorKind::Unsupported,
+            Error::Stale { .. } => ErrorKind::NotFound,
+            Error::Os { errno, .. } => std::io::Error::from_raw_os_error(*errno).kind(),
+            Error::Deadlock | Error::NotRecoverable | Error::Busy { .. } => ErrorKind::Other,
+        };
+        std::io::Error::new(kind, err)
+    }
+}
+
+/// The symbolic name of an error number (`"ENOENT"`): stable, since it is the platform's own
+/// name. Numbers the platform does not name are `"EUNKNOWN"`.
+fn errno_name(errno: i32) -> &'static str {
+    #[cfg(unix)]
+    {
+        crate::errno_names::name(errno)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = errno;
+        "EUNKNOWN"
     }
 }

@@ -20,24 +20,18 @@ use nix::fcntl::{self, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, Mode, SFlag};
 
 use crate::error::Error;
+pub(crate) use crate::options::Policy;
 use crate::header::{self, Identity, Invalid, State, FILE_SIZE};
 use crate::mapping::Mapping;
 use crate::sys::{self, FileLock};
-
-/// What `open` accepts, from the public `OpenOptions`.
-#[derive(Clone, Debug)]
-pub(crate) struct Policy {
-    pub mode: u32,
-    pub create: bool,
-    pub allow_foreign_pid_namespace: bool,
-    pub allow_network_filesystem: bool,
-    pub allow_other_owner: bool,
-}
 
 /// How many times `open` follows a race (a retired or just-deleted file) before giving up.
 /// Each round only repeats after another process changed the path, so this is never reached in
 /// practice; it turns a pathological churn into an error instead of a spin.
 const MAX_OPEN_ROUNDS: usize = 64;
+
+/// How long a post-reboot repair waits for another opener's repair to finish.
+const REPAIR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often (2 ms apart) a post-reboot repair asks for `LOCK_EX` before concluding that a live
 /// user holds the file.
@@ -57,6 +51,7 @@ pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result
                 finish_retirement(path, fd.as_fd());
             }
             Err(Errno::ENOENT) if policy.create => {
+                refuse_insecure_mode(policy.mode).map_err(|e| e.at(Some(path)))?;
                 if let Some(fd) = create(path, policy, ours).map_err(|e| e.at(Some(path)))? {
                     return Ok(fd);
                 }
@@ -124,6 +119,19 @@ pub(crate) fn check_ours(
     read_verdict(fd, ours)
 }
 
+/// A mode that lets every user write the file is refused at creation exactly as every opener
+/// would refuse the file afterwards: never a file its own creator can use and nobody else can.
+fn refuse_insecure_mode(mode: u32) -> Result<(), Error> {
+    if mode & 0o002 == 0 {
+        return Ok(());
+    }
+    Err(Error::Insecure { path: None, reason: insecure_mode_reason(mode) })
+}
+
+fn insecure_mode_reason(mode: u32) -> String {
+    format!("mode {:o} lets every user write it, and a writer can corrupt the memory of every holder", mode & 0o7777)
+}
+
 /// Refuses what must not be mapped or trusted, before reading a byte.
 fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
     let st = sys::fstat(fd)?;
@@ -152,14 +160,7 @@ fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
         });
     }
     if st.st_mode & 0o002 != 0 {
-        return Err(Error::Insecure {
-            path: None,
-            reason: format!(
-                "mode {:o} lets every user write it, and a writer can corrupt the memory of \
-                 every holder",
-                st.st_mode & 0o7777
-            ),
-        });
+        return Err(Error::Insecure { path: None, reason: insecure_mode_reason(st.st_mode as u32) });
     }
     if !policy.allow_network_filesystem {
         sys::check_filesystem(fd)?;
@@ -288,15 +289,96 @@ fn allocate_page(fd: BorrowedFd<'_>) -> Result<(), Error> {
 /// Only called on a file nobody else uses (private, or under `LOCK_EX`).
 fn initialise(fd: BorrowedFd<'_>, ours: &Identity, generation: u64) -> Result<(), Error> {
     let map = Mapping::new(fd)?;
-    // SAFETY: the file is private or held under an exclusive flock (callers' contract), so no
-    // one else reads or writes the page now.
+    // SAFETY: the file is private (callers' contract), so no one else reads or writes the page.
     unsafe { header::write_identity(map.as_ptr(), ours) };
     // SAFETY: as above; the mutex memory is unused.
     unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
     let shared = map.header();
     shared.generation.store(generation, Ordering::Relaxed);
     shared.state.store(State::Ready as u32, Ordering::Release);
+    // SAFETY: as above.
+    unsafe { header::write_boot_id(map.as_ptr(), ours) };
     Ok(())
+}
+
+/// Why a file is re-initialised in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reinit {
+    /// It outlived a reboot: POISONED stays, the recorded holder (of another boot) is dropped.
+    Reboot,
+    /// `reset` while nobody uses it: POISONED is cleared, a dead holder's record is kept.
+    Reset,
+}
+
+/// Re-initialises, in place, the mutex of a file that nobody else maps (its caller holds
+/// `LOCK_EX`), whatever its lock word holds: a thread of another boot, a thread that vanished,
+/// the owner-died bit, an unrecoverable pthread mutex. A lock that was held, or whose owner died and
+/// was not reported yet, leaves the state ABANDONED: its next acquirer is told its owner died.
+///
+/// Crash-safe in every step: the new state is written before the mutex is touched (so a retry
+/// still knows it was held), and the boot id is written last (the commit point, see
+/// `header.rs`): a re-initialisation killed half-way is simply done again by the next opener.
+pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> Result<(), Error> {
+    let clear_poison = why == Reinit::Reset;
+    let verdict = read_verdict(fd, ours)?;
+    let map = Mapping::new(fd)?;
+    let shared = map.header();
+    let (holder, owner_died) = map.raw_mutex().lock_word();
+    // musl marks an unrecoverable mutex with a thread id no thread has and the owner-died bit:
+    // that is the C user's verdict on the data (like poison), not a holder that died.
+    let held = holder != crate::raw::NOT_RECOVERABLE_TID && (holder != 0 || owner_died);
+    let pending = shared.pending_owner_death.load(Ordering::Relaxed) != 0;
+    let state = match verdict.state {
+        State::Poisoned if !clear_poison => State::Poisoned,
+        State::Tombstone => State::Tombstone,
+        State::Abandoned => State::Abandoned,
+        State::Ready | State::Poisoned if held || pending => State::Abandoned,
+        State::Ready | State::Poisoned => State::Ready,
+    };
+    let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
+    shared.state.store(state as u32, Ordering::Release);
+    // A death under poison is reported once the poison is reset; as ABANDONED it is reported
+    // by the state itself.
+    let pending_after = state == State::Poisoned && (held || pending);
+    shared.pending_owner_death.store(u32::from(pending_after), Ordering::Relaxed);
+    if !held || why == Reinit::Reboot || !verdict.boot_matches {
+        // The recorded holder is gone without a death to report, or is a thread of another
+        // boot, which no one can look up.
+        shared.owner_pid.store(0, Ordering::Relaxed);
+        shared.owner_tid.store(0, Ordering::Relaxed);
+    }
+    shared.owner_since_ns.store(0, Ordering::Relaxed);
+    shared.owner_pid_namespace.store(0, Ordering::Relaxed);
+    if why == Reinit::Reboot {
+        // SAFETY: every cooperating user is excluded by LOCK_EX (caller's contract).
+        unsafe { header::write_identity(map.as_ptr(), ours) };
+    }
+    // SAFETY: as above; nobody uses the mutex memory.
+    unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
+    shared.generation.store(generation, Ordering::Relaxed);
+    if why == Reinit::Reboot {
+        pause_for_tests("ROBUST_MUTEX_TEST_PAUSE_BEFORE_COMMIT");
+        // SAFETY: as above.
+        unsafe { header::write_boot_id(map.as_ptr(), ours) };
+    }
+    // A reset keeps the file's identity: it stays the file of the namespace (and boot) it
+    // belongs to, whoever resets it.
+    Ok(())
+}
+
+/// Test hook: when the environment variable `var` names a file, create it and wait until the
+/// test removes it (at most 10 minutes), so that a test can act, or kill the process, at exactly
+/// this point. Costs one environment lookup, only on the rare paths that call it.
+pub(crate) fn pause_for_tests(var: &str) {
+    let Some(marker) = std::env::var_os(var) else { return };
+    let marker = PathBuf::from(marker);
+    if std::fs::write(&marker, b"paused").is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Creates the memfd behind an anonymous mutex.
@@ -326,7 +408,12 @@ pub(crate) fn create_anonymous(ours: &Identity) -> Result<OwnedFd, Error> {
 /// forever or re-initialising a mutex in use.
 fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), Error> {
     sys::flock(fd, FileLock::Unlock, true)?;
-    let _serial = sys::RepairLock::acquire(fd, FILE_SIZE as libc::off_t)?;
+    let deadline = std::time::Instant::now() + REPAIR_TIMEOUT;
+    let Some(_serial) = sys::RepairLock::acquire(fd, FILE_SIZE as libc::off_t, deadline)? else {
+        // Another opener has been repairing for longer than any repair takes: it is stopped.
+        sys::flock(fd, FileLock::Shared, true)?;
+        return Err(Error::Busy { path: None });
+    };
     let mut exclusive = false;
     for _ in 0..REPAIR_ATTEMPTS {
         if sys::flock(fd, FileLock::Exclusive, false)? {
@@ -342,27 +429,8 @@ fn reinitialise_after_reboot(fd: BorrowedFd<'_>, ours: &Identity) -> Result<(), 
             false => Err(Error::Busy { path: None }),
         };
     }
-    let verdict = read_verdict(fd, ours)?;
-    if !verdict.boot_matches {
-        let map = Mapping::new(fd)?;
-        let shared = map.header();
-        let (holder, owner_died) = map.raw_mutex().lock_word();
-        let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
-        // Keep POISONED (the data it guards is still suspect); a lock that was held when the
-        // machine went down, or whose holder died before it and was never acquired since (the
-        // kernel left only the owner-died bit), means the protected state may be half-written:
-        // the next acquirer must hear that its owner died.
-        let state = match verdict.state {
-            State::Ready if holder != 0 || owner_died => State::Abandoned,
-            other => other,
-        };
-        shared.owner_since_ns.store(0, Ordering::Relaxed);
-        shared.owner_pid.store(0, Ordering::Relaxed);
-        shared.owner_tid.store(0, Ordering::Relaxed);
-        drop(map);
-        initialise(fd, ours, generation)?;
-        let map = Mapping::new(fd)?;
-        map.header().state.store(state as u32, Ordering::Release);
+    if !read_verdict(fd, ours)?.boot_matches {
+        reinitialise(fd, ours, Reinit::Reboot)?;
     }
     sys::flock(fd, FileLock::Shared, true)?;
     Ok(())

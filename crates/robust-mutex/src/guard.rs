@@ -5,10 +5,11 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
 use crate::error::Error;
-use crate::mutex::SharedMutex;
+use crate::handle::SharedMutex;
 
 /// What an acquisition found and what the holder decided; shared by both guard types.
 #[derive(Debug)]
+#[cfg_attr(not(supported), allow(dead_code))]
 pub(crate) struct Acquisition {
     /// The previous holder died holding the lock.
     pub owner_died: bool,
@@ -25,6 +26,7 @@ pub(crate) struct Acquisition {
     pub pid: i32,
 }
 
+#[cfg_attr(not(supported), allow(dead_code))]
 impl Acquisition {
     #[inline]
     pub(crate) fn new(owner_died: bool, pid: i32) -> Acquisition {
@@ -138,9 +140,10 @@ macro_rules! guard_methods {
             // is consumed here without running Drop, so the lock is released exactly once.
             let released = unsafe { this.mutex.inner.release(&this.acq) };
             // SAFETY: `this` is never touched again, so moving the handle (a reference or an
-            // owned SharedMutex) out and dropping it drops it exactly once.
+            // owned SharedMutex) and the acquisition (which owns the boxed record of a dead
+            // owner) out and dropping them drops each exactly once.
             #[allow(dropping_references)]
-            drop(unsafe { std::ptr::read(&this.mutex) });
+            drop(unsafe { (std::ptr::read(&this.mutex), std::ptr::read(&this.acq)) });
             released
         }
 

@@ -15,18 +15,24 @@
 //!  72     8  generation, bumped by every re-initialisation and reset (atomic)
 //!  80    48  owner diagnostics, written by the holder: pid, tid, acquired-at (ns since the
 //!            epoch), acquisitions, contended acquisitions, owner deaths, last owner death
-//! 128    64  reserved
+//! 128     8  PID namespace of the current holder (inode of /proc/self/ns/pid; 0 = unknown),
+//!            written by the holder with its pid and tid (atomic)
+//! 136     4  pending owner death: an owner death seen by an acquire that was refused (the
+//!            mutex was poisoned), to be reported once the poison is reset (atomic)
+//! 140    52  reserved
 //! 192     -  pthread_mutex_t (robust, process-shared, error-checking)
 //! ```
 //!
 //! Identity fields (0..72) are written only while nobody else can see the file (before it is
-//! linked into place, or under an exclusive `flock`); the rest are atomics because other
-//! processes read them concurrently. Integers are native-endian: the ABI tag records the
+//! linked into place, or under an exclusive `flock`); when a file is re-initialised in place,
+//! the boot id is written last: it is the commit point (a re-initialisation killed before it
+//! leaves a file that the next opener re-initialises again). Every field is read through
+//! atomics, because another process may write any byte of a mapped page. Integers are native-endian: the ABI tag records the
 //! endianness, so a foreign file is refused before any integer is trusted.
 
 use std::fmt;
 use std::mem::{offset_of, size_of};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Size of a mutex file: one page.
 pub const FILE_SIZE: usize = 4096;
@@ -175,8 +181,9 @@ pub(crate) struct Identity {
     pub abi: AbiTag,
     /// All zero when the boot id could not be read (then it is not compared).
     pub boot_id: [u8; 16],
-    /// (0, 0) when the namespace could not be read (then it is not compared).
-    pub pid_namespace: (u64, u64),
+    /// `None` when the namespace could not be read: then it matches no file, not even one this
+    /// process created (recorded as (0, 0)), since thread ids cannot be shown comparable.
+    pub pid_namespace: Option<(u64, u64)>,
 }
 
 impl fmt::Debug for AbiTag {
@@ -194,8 +201,9 @@ impl Identity {
         // state (16..20) and flags (20..24) stay zero here; state is published separately.
         out[24..40].copy_from_slice(&self.abi.encode());
         out[40..56].copy_from_slice(&self.boot_id);
-        out[56..64].copy_from_slice(&self.pid_namespace.0.to_ne_bytes());
-        out[64..72].copy_from_slice(&self.pid_namespace.1.to_ne_bytes());
+        let (dev, ino) = self.pid_namespace.unwrap_or((0, 0));
+        out[56..64].copy_from_slice(&dev.to_ne_bytes());
+        out[64..72].copy_from_slice(&ino.to_ne_bytes());
         out
     }
 }
@@ -265,22 +273,25 @@ pub(crate) fn validate(bytes: &[u8], file_len: u64, ours: &Identity) -> Result<V
     let mut boot_id = [0u8; 16];
     boot_id.copy_from_slice(&bytes[40..56]);
     let pid_namespace = (u64_at(56), u64_at(64));
-    let unknown_ns = (0, 0);
     Ok(Verdict {
         state,
         boot_matches: ours.boot_id == [0; 16] || boot_id == ours.boot_id,
-        pid_namespace_matches: ours.pid_namespace == unknown_ns || pid_namespace == ours.pid_namespace,
+        // Unknown (ours or the file's) is a mismatch: only a proven match lets thread ids of
+        // the file's users be compared with ours.
+        pid_namespace_matches: ours.pid_namespace.is_some_and(|ns| ns != (0, 0) && ns == pid_namespace),
     })
 }
 
 /// The atomics of a mapped header. Only ever built over a live mapping of at least
-/// [`FILE_SIZE`] bytes, so every accessor stays in bounds.
+/// [`FILE_SIZE`] bytes, so every accessor stays in bounds. Every byte is an atomic: another
+/// process may write any of them at any time (a hostile or broken one included), and a plain
+/// field read through `&Shared` would then be a data race.
 #[repr(C)]
 pub(crate) struct Shared {
-    _identity_head: [u8; 16],
+    _identity_head: [AtomicU8; 16],
     pub state: AtomicU32,
-    _flags: u32,
-    _identity_tail: [u8; 48],
+    _flags: AtomicU32,
+    _identity_tail: [AtomicU8; 48],
     pub generation: AtomicU64,
     pub owner_pid: AtomicI32,
     pub owner_tid: AtomicI32,
@@ -289,6 +300,8 @@ pub(crate) struct Shared {
     pub contended: AtomicU64,
     pub owner_deaths: AtomicU64,
     pub last_owner_death_ns: AtomicU64,
+    pub owner_pid_namespace: AtomicU64,
+    pub pending_owner_death: AtomicU32,
 }
 
 const _: () = {
@@ -298,6 +311,8 @@ const _: () = {
     assert!(offset_of!(Shared, owner_tid) == 84);
     assert!(offset_of!(Shared, owner_since_ns) == 88);
     assert!(offset_of!(Shared, last_owner_death_ns) == 120);
+    assert!(offset_of!(Shared, owner_pid_namespace) == 128);
+    assert!(offset_of!(Shared, pending_owner_death) == 136);
     assert!(size_of::<Shared>() <= MUTEX_OFFSET);
     assert!(MUTEX_OFFSET % 64 == 0);
     assert!(MUTEX_OFFSET + size_of::<libc::pthread_mutex_t>() <= FILE_SIZE);
@@ -316,16 +331,43 @@ impl Shared {
     }
 }
 
-/// Writes the identity fields into a mapped page that nobody else can be using.
+/// Writes the identity fields into a mapped page that nobody else can be using, all but the
+/// boot id (see [`write_boot_id`]).
 ///
 /// # Safety
 /// `page` must point to a writable mapping of at least [`FILE_SIZE`] bytes that no other thread
 /// or process reads or writes concurrently (a private, not yet linked file, or one held under an
 /// exclusive `flock` by every cooperating user).
 pub(crate) unsafe fn write_identity(page: *mut u8, identity: &Identity) {
-    let bytes = identity.encode();
+    let mut bytes = identity.encode();
+    // The boot id goes in last, as the commit point of a re-initialisation: until then the
+    // old (or a zero) boot id makes the next opener redo the whole re-initialisation.
+    // The state is published separately (and may already hold the new one).
+    let current = page_bytes(page);
+    bytes[BOOT_ID].copy_from_slice(&current[BOOT_ID]);
+    bytes[16..20].copy_from_slice(&current[16..20]);
     // SAFETY: the caller guarantees `page` is valid for FILE_SIZE bytes and unshared.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page, bytes.len()) };
+}
+
+/// Where the boot id lives.
+const BOOT_ID: std::ops::Range<usize> = 40..56;
+
+fn page_bytes(page: *mut u8) -> [u8; IDENTITY_LEN] {
+    let mut out = [0u8; IDENTITY_LEN];
+    // SAFETY: (callers' contract) `page` is a live, unshared mapping of FILE_SIZE bytes.
+    unsafe { std::ptr::copy_nonoverlapping(page, out.as_mut_ptr(), IDENTITY_LEN) };
+    out
+}
+
+/// Writes the boot id: the last write of an initialisation, after the mutex and the state.
+///
+/// # Safety
+/// As for [`write_identity`].
+pub(crate) unsafe fn write_boot_id(page: *mut u8, identity: &Identity) {
+    std::sync::atomic::fence(Ordering::Release);
+    // SAFETY: the caller guarantees `page` is valid for FILE_SIZE bytes and unshared.
+    unsafe { std::ptr::copy_nonoverlapping(identity.boot_id.as_ptr(), page.add(BOOT_ID.start), 16) };
 }
 
 #[cfg(test)]
@@ -333,7 +375,7 @@ mod tests {
     use super::*;
 
     fn ours() -> Identity {
-        Identity { abi: AbiTag::current(), boot_id: [7; 16], pid_namespace: (3, 4) }
+        Identity { abi: AbiTag::current(), boot_id: [7; 16], pid_namespace: Some((3, 4)) }
     }
 
     fn good_page() -> Vec<u8> {
@@ -374,6 +416,19 @@ mod tests {
         page[56] ^= 1;
         let verdict = validate(&page, FILE_SIZE as u64, &ours()).unwrap();
         assert!(!verdict.boot_matches && !verdict.pid_namespace_matches);
+    }
+
+    #[test]
+    fn an_unknown_pid_namespace_matches_nothing() {
+        let unknown = Identity { pid_namespace: None, ..ours() };
+        let verdict = validate(&good_page(), FILE_SIZE as u64, &unknown).unwrap();
+        assert!(!verdict.pid_namespace_matches, "unknown here");
+        let mut page = good_page();
+        page[56..72].fill(0);
+        let verdict = validate(&page, FILE_SIZE as u64, &ours()).unwrap();
+        assert!(!verdict.pid_namespace_matches, "unknown to the file's creator");
+        let verdict = validate(&page, FILE_SIZE as u64, &unknown).unwrap();
+        assert!(!verdict.pid_namespace_matches, "unknown on both sides");
     }
 
     #[test]

@@ -26,67 +26,74 @@
 //!   fails with [`Error::NotRecoverable`] until [`SharedMutex::reset`];
 //! - a holder that dies while deciding passes `owner_died` on to the next acquirer.
 //!
-//! Linux only (glibc or musl): other platforms lack robust process-shared mutexes, and every
-//! constructor there returns [`Error::Unsupported`].
+//! After `fork()` in a multi-threaded process, the child (until it `exec`s) may use what it
+//! inherited: acquire and release through inherited handles (the parent's guards are not the
+//! child's: releasing one fails with [`Error::NotOwner`]), read `state()`, drop handles and
+//! guards. It must not open new mutexes there (`open`, `anonymous`, `from_fd`): they take
+//! process-wide locks that another thread of the parent may have held at the fork.
+//!
+//! Linux only (glibc or musl). The crate builds everywhere with the same public types, but
+//! other platforms (macOS, Windows, FreeBSD for now) lack a backend, and every constructor
+//! there returns [`Error::Unsupported`].
 
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 // `stat` field widths differ between targets; the casts to u64 are no-ops only on some.
 #![allow(clippy::unnecessary_cast)]
 
 mod cancel;
+#[cfg(unix)]
+mod errno_names;
 mod error;
-pub use cancel::CancelToken;
-pub use error::Error;
+mod guard;
+mod handle;
+mod lifecycle;
+mod options;
+mod raw_api;
+mod state;
+mod sys;
 
+// The Linux backend.
+#[cfg(supported)]
+mod admin;
 #[cfg(supported)]
 mod file;
 #[cfg(supported)]
-mod guard;
-#[cfg(supported)]
 mod header;
-#[cfg(supported)]
-mod lifecycle;
 #[cfg(supported)]
 mod mapping;
 #[cfg(supported)]
 mod mutex;
 #[cfg(supported)]
-mod options;
-#[cfg(supported)]
 mod raw;
-#[cfg(supported)]
-mod raw_api;
 #[cfg(supported)]
 mod registry;
 #[cfg(supported)]
 mod selftest;
-mod state;
-#[cfg(supported)]
-mod sys;
 #[cfg(supported)]
 mod watch;
 
-#[cfg(supported)]
-pub use guard::{MutexGuard, OwnedMutexGuard};
-#[cfg(supported)]
-pub use mutex::SharedMutex;
-#[cfg(supported)]
-pub use raw_api::RawAcquisition;
-#[cfg(supported)]
-pub use options::OpenOptions;
-pub use state::{MutexState, OwnerInfo};
+/// The per-OS implementation behind the public types: one set of public types everywhere, a
+/// backend per OS (`sys/unsupported.rs` where every constructor fails with `Unsupported`).
+mod backend {
+    #[cfg(supported)]
+    pub(crate) use crate::mutex::Inner;
+    #[cfg(not(supported))]
+    pub(crate) use crate::sys::Inner;
+}
 
-#[cfg(not(supported))]
-mod unsupported;
-#[cfg(not(supported))]
-pub use unsupported::*;
+pub use cancel::CancelToken;
+pub use error::Error;
+pub use guard::{MutexGuard, OwnedMutexGuard};
+pub use handle::SharedMutex;
+pub use options::OpenOptions;
+pub use raw_api::RawAcquisition;
+pub use state::{MutexState, OwnerInfo};
 
 /// Hooks for the Node binding and the test helpers; not a stable API.
 #[doc(hidden)]
 #[cfg(supported)]
 pub mod __private {
     /// The length of the longest single wait.
-    pub const SLICE: std::time::Duration = crate::mutex::SLICE;
+    pub const SLICE: std::time::Duration = crate::handle::SLICE;
     /// Offset of the pthread mutex in the file (for interoperability tests in C).
     pub const MUTEX_OFFSET: usize = crate::header::MUTEX_OFFSET;
 

@@ -1,21 +1,17 @@
-//! Administration: retiring a mutex file (`destroy`) and clearing poison (`reset`).
+//! Administration, the public side: retiring a mutex file (`destroy`) and clearing poison
+//! (`reset`). The protocols are the backend's (`admin.rs` on Linux).
 
-use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::fcntl::{self, OFlag};
-use nix::sys::stat::Mode;
-
+use crate::backend::Inner;
 use crate::error::Error;
-use crate::header::State;
-use crate::mapping::Mapping;
-use crate::mutex::SharedMutex;
-use crate::options::OpenOptions;
-use crate::sys::{self, FileLock};
+use crate::handle::SharedMutex;
 
 impl SharedMutex {
+    /// How long [`reset`](Self::reset) and [`reset_poison`](Self::reset_poison) wait at most.
+    pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
     /// Retires the mutex file at `path` and removes it.
     ///
     /// Fails with [`Error::Busy`] while any handle (in any process, this one included) has the
@@ -35,11 +31,12 @@ impl SharedMutex {
     /// ```
     pub fn destroy(path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
-        destroy_at(path).map_err(|e| e.at(Some(path)))
+        Inner::destroy(path).map_err(|e| e.at(Some(path)))
     }
 
     /// Clears the POISONED state of the mutex file at `path` (after the protected state was
-    /// repaired by hand) and bumps its generation. Waits for the lock like [`lock`](Self::lock).
+    /// repaired by hand) and bumps its generation, waiting at most [`ADMIN_TIMEOUT`](Self::ADMIN_TIMEOUT) (see
+    /// [`reset_timeout`](Self::reset_timeout)).
     ///
     /// ```
     /// use robust_mutex::SharedMutex;
@@ -55,10 +52,45 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn reset(path: impl AsRef<Path>) -> Result<(), Error> {
-        OpenOptions::new().create(false).open(path)?.reset_poison()
+        SharedMutex::reset_timeout(path, SharedMutex::ADMIN_TIMEOUT)
     }
 
-    /// [`reset`](Self::reset) through an open handle (the only way for anonymous mutexes).
+    /// [`reset`](Self::reset), waiting at most `timeout` (then [`Error::Timeout`]).
+    ///
+    /// Reset clears poison only: a mutex whose last holder died stays abandoned, and its next
+    /// acquirer is told that its owner died.
+    ///
+    /// - When nobody has the file open (no handle in any process), the mutex is re-initialised
+    ///   in place, whatever its lock word holds: this also recovers a pthread mutex that a C
+    ///   user left unrecoverable (`EOWNERDEAD` then unlock without `pthread_mutex_consistent`),
+    ///   or one whose holder vanished without the kernel noticing.
+    /// - Otherwise it waits for the lock like an acquire (but through the poison) and clears the
+    ///   poison under it. A pthread-level unrecoverable mutex cannot be repaired while it is in
+    ///   use: reset then waits, until `timeout`, for the other users to close it, and fails with
+    ///   [`Error::NotRecoverable`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use robust_mutex::SharedMutex;
+    /// let path = std::env::temp_dir().join(format!("rm-doc-reset-t-{}", std::process::id()));
+    /// let mutex = SharedMutex::open(&path)?;
+    /// let held = mutex.lock()?;
+    /// let other = std::thread::scope(|s| {
+    ///     s.spawn(|| SharedMutex::reset_timeout(&path, Duration::from_millis(50))).join().unwrap()
+    /// });
+    /// assert_eq!(other.unwrap_err().code(), "ETIMEDOUT");
+    /// # drop(held); drop(mutex); SharedMutex::destroy(&path)?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn reset_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<(), Error> {
+        let path = path.as_ref();
+        Inner::reset(path, deadline_after(timeout)).map_err(|e| e.at(Some(path)))
+    }
+
+    /// [`reset`](Self::reset) through an open handle (the only way for anonymous mutexes),
+    /// waiting at most [`ADMIN_TIMEOUT`](Self::ADMIN_TIMEOUT). Since this handle has the file open, a pthread-level
+    /// unrecoverable mutex cannot be re-initialised here: that fails with
+    /// [`Error::NotRecoverable`] (close every handle, then [`reset`](Self::reset) by path).
     ///
     /// ```
     /// let mutex = robust_mutex::SharedMutex::anonymous()?;
@@ -68,74 +100,29 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn reset_poison(&self) -> Result<(), Error> {
-        self.reset_until(None)
+        self.reset_poison_timeout(SharedMutex::ADMIN_TIMEOUT)
     }
 
-    /// [`reset_poison`](Self::reset_poison) waiting for the lock at most until `deadline`
-    /// (then [`Error::Timeout`]); [`Error::Deadlock`] if this thread holds it.
+    /// [`reset_poison`](Self::reset_poison), waiting at most `timeout` (then
+    /// [`Error::Timeout`]).
     ///
     /// ```
-    /// use std::time::{Duration, Instant};
     /// let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let held = mutex.lock()?;
-    /// let other = std::thread::scope(|s| {
-    ///     s.spawn(|| mutex.reset_until(Some(Instant::now() + Duration::from_millis(50)))).join().unwrap()
-    /// });
-    /// assert_eq!(other.unwrap_err().code(), "ETIMEDOUT");
-    /// # drop(held);
+    /// mutex.reset_poison_timeout(std::time::Duration::from_secs(1))?;
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
-    pub fn reset_until(&self, deadline: Option<std::time::Instant>) -> Result<(), Error> {
-        self.inner.with_admin_lock(deadline, |header| {
-            let _ = header.state.compare_exchange(
-                State::Poisoned as u32,
-                State::Ready as u32,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-            header.generation.fetch_add(1, Ordering::Relaxed);
-        })
+    pub fn reset_poison_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = deadline_after(timeout);
+        self.inner
+            .reset_poison(deadline, self.path())
+            .map_err(|e| e.at(self.path()))
     }
 }
 
-/// How often (5 ms apart) `destroy` asks for exclusive use before answering EBUSY.
-const DESTROY_ATTEMPTS: usize = 20;
 
-fn destroy_at(path: &Path) -> Result<(), Error> {
-    let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-    let fd = fcntl::open(path, flags, Mode::empty()).map_err(|errno| match errno {
-        Errno::ELOOP => Error::Insecure { path: None, reason: "the path is a symbolic link".into() },
-        errno => Error::os("open", None, errno),
-    })?;
-    let fd = fd.as_fd();
-    crate::file::check_ours(fd, &OpenOptions::new().policy, &crate::mutex::identity())?;
-    // A child being spawned by any thread of a user process shares that process's descriptors
-    // (and their flock) between fork and exec: retry briefly before calling the file busy.
-    let mut exclusive = false;
-    for _ in 0..DESTROY_ATTEMPTS {
-        if sys::flock(fd, FileLock::Exclusive, false)? {
-            exclusive = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    if !exclusive {
-        return Err(Error::Busy { path: None });
-    }
-    let map = Mapping::new(fd)?;
-    let raw = map.raw_mutex();
-    let how = raw.try_lock().map_err(|e| Error::os("pthread_mutex_trylock", None, e))?;
-    let Some(how) = how else { return Err(Error::Busy { path: None }) };
-    map.header().state.store(State::Tombstone as u32, Ordering::Release);
-    // SAFETY: acquired just above on this thread.
-    unsafe { raw.unlock(how == crate::raw::Acquired::OwnerDied) }
-        .map_err(|e| Error::os("pthread_mutex_unlock", None, e))?;
-    // Unlink only the inode we retired, not a file someone put at the path meanwhile.
-    let ours = sys::fstat(fd)?;
-    match nix::sys::stat::stat(path) {
-        Ok(now) if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino) => {
-            nix::unistd::unlink(path).map_err(|e| Error::os("unlink", None, e))
-        }
-        _ => Ok(()),
-    }
+/// `timeout` from now; a timeout too long for an `Instant` (`Duration::MAX`) waits a century.
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now() + timeout.min(CENTURY)
 }
+
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);

@@ -42,16 +42,16 @@ impl Mapping {
     /// The header's atomics.
     pub(crate) fn header(&self) -> &header::Shared {
         // SAFETY: the page is FILE_SIZE bytes, page-aligned, and lives as long as `self`;
-        // `header::Shared` is repr(C), fits before MUTEX_OFFSET and only has atomics (or fields
-        // nobody writes while the file is in use) so shared access is sound.
+        // `header::Shared` is repr(C), fits before MUTEX_OFFSET and consists of atomics only, so
+        // shared access is sound whatever other processes write to the page meanwhile.
         unsafe { &*self.page.as_ptr().cast::<header::Shared>() }
     }
 
-    /// The mutex inside the page. Valid while `self` is.
-    pub(crate) fn raw_mutex(&self) -> RawMutex {
+    /// The mutex inside the page, borrowed from the mapping.
+    pub(crate) fn raw_mutex(&self) -> RawMutex<'_> {
         // SAFETY: MUTEX_OFFSET is 64-byte aligned and MUTEX_OFFSET + sizeof(pthread_mutex_t) fits
-        // in the page (asserted in header.rs); the caller keeps the mapping alive as long as the
-        // RawMutex (both live in the same `Inner`).
+        // in the page (asserted in header.rs); the returned value borrows `self`, which keeps the
+        // page mapped.
         unsafe { RawMutex::from_ptr(self.page.as_ptr().add(MUTEX_OFFSET).cast()) }
     }
 

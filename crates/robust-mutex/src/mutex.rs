@@ -1,9 +1,9 @@
-//! `SharedMutex`: the public handle, and the acquire/release logic over the raw mutex.
+//! The Linux backend of `SharedMutex`: the acquire/wait/admit/release logic over the robust
+//! pthread mutex of one mapped file, shared by every handle to that file in this process.
 
-use std::fmt;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,318 +12,69 @@ use nix::errno::Errno;
 
 use crate::cancel::CancelToken;
 use crate::error::Error;
-use crate::file;
-use crate::guard::{Acquisition, MutexGuard, OwnedMutexGuard};
+use crate::file::{self, Policy};
+use crate::guard::Acquisition;
+// `crate::mutex::SharedMutex` (and the wait types) keep their old paths for code written
+// against them.
+#[allow(unused_imports)]
+pub(crate) use crate::handle::{Purpose, SharedMutex, Wait, SLICE};
 use crate::header::{self, Identity, State};
 use crate::mapping::Mapping;
-use crate::options::OpenOptions;
 use crate::raw::{Acquired, RawMutex};
 use crate::registry;
 use crate::selftest;
 use crate::state::{MutexState, OwnerInfo};
 use crate::sys;
 
-/// Longest single futex wait. Every wait is a series of slices so that deadlines, cancellation
-/// and poisoning are noticed within one slice, and so that no lost wake-up (of the C library or
-/// an old kernel) can block a waiter for longer than this.
-pub(crate) const SLICE: Duration = Duration::from_millis(100);
-
-/// A cross-process mutex whose holder can die without leaving it locked.
-///
-/// The lock is a robust, process-shared, error-checking `pthread_mutex_t` in a one-page file
-/// (or an anonymous memfd). Every process that opens the same file shares the lock; when a holder
-/// dies, the next acquirer gets the lock at once and [`MutexGuard::owner_died`] tells it that the
-/// protected state may be half-updated.
-///
-/// Handles are cheap to clone, and every handle to one file in a process shares one mapping.
-///
-/// ```
-/// use robust_mutex::SharedMutex;
-///
-/// let path = std::env::temp_dir().join(format!("rm-doc-shared-{}", std::process::id()));
-/// let mutex = SharedMutex::open(&path)?;
-/// {
-///     let guard = mutex.lock()?;
-///     if guard.owner_died() {
-///         // repair what the previous holder left half-done, then let the guard drop
-///     }
-///     // critical section
-/// } // unlocked here
-/// # drop(mutex); SharedMutex::destroy(&path)?;
-/// # Ok::<(), robust_mutex::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct SharedMutex {
-    pub(crate) inner: Arc<Inner>,
-}
-
 /// The per-process state of one mutex file, shared by all handles to it.
 pub(crate) struct Inner {
-    raw: RawMutex,
     map: ManuallyDrop<Mapping>,
     fd: OwnedFd,
     key: (u64, u64),
-    path: Option<PathBuf>,
 }
 
-impl SharedMutex {
-    /// Opens the mutex file at `path`, creating it (mode `0600`) if it does not exist.
-    ///
-    /// Equivalent to `OpenOptions::new().open(path)`; see [`OpenOptions`] for the checks made
-    /// and the errors returned.
-    ///
-    /// ```
-    /// use robust_mutex::SharedMutex;
-    /// let path = std::env::temp_dir().join(format!("rm-doc-open-{}", std::process::id()));
-    /// let a = SharedMutex::open(&path)?;
-    /// let b = SharedMutex::open(&path)?; // same file: same lock
-    /// let _held = a.lock()?;
-    /// assert!(b.state().locked);
-    /// # drop(_held); drop((a, b)); SharedMutex::destroy(&path)?;
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn open(path: impl AsRef<Path>) -> Result<SharedMutex, Error> {
-        OpenOptions::new().open(path)
+impl Inner {
+    /// Opens or creates the file at `path` and maps it (once per process).
+    pub(crate) fn open(path: &Path, policy: &Policy) -> Result<Arc<Inner>, Error> {
+        selftest::ensure_robust()?;
+        let fd = file::open_path(path, policy, &identity())?;
+        Inner::adopt_mapped(fd)
     }
 
-    /// Creates a nameless mutex in a memfd. Child processes created with `fork()` share it, and
-    /// so does any process given its descriptor ([`AsFd`]) and calling [`SharedMutex::from_fd`].
-    ///
-    /// ```
-    /// use robust_mutex::SharedMutex;
-    /// let mutex = SharedMutex::anonymous()?;
-    /// assert!(mutex.path().is_none());
-    /// drop(mutex.lock()?);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn anonymous() -> Result<SharedMutex, Error> {
+    /// A new mutex in a memfd.
+    pub(crate) fn anonymous() -> Result<Arc<Inner>, Error> {
         selftest::ensure_robust()?;
         let fd = file::create_anonymous(&identity())?;
-        SharedMutex::adopt_mapped(fd, None)
+        Inner::adopt_mapped(fd)
     }
 
-    /// Opens the mutex behind a descriptor inherited from another process (an anonymous mutex's
-    /// memfd, or an open mutex file). The descriptor is validated like a file; it is owned (and
-    /// closed) by the returned handle.
-    ///
-    /// ```
-    /// use std::os::fd::AsFd;
-    /// use robust_mutex::SharedMutex;
-    /// let original = SharedMutex::anonymous()?;
-    /// let fd = original.as_fd().try_clone_to_owned().unwrap(); // as a child would receive it
-    /// let reopened = SharedMutex::from_fd(fd)?;
-    /// let _held = original.lock()?;
-    /// assert!(reopened.state().locked);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn from_fd(fd: OwnedFd) -> Result<SharedMutex, Error> {
-        OpenOptions::new().from_fd(fd)
-    }
-
-    pub(crate) fn open_with(path: &Path, options: &OpenOptions) -> Result<SharedMutex, Error> {
+    /// The mutex behind an inherited descriptor, validated like a file.
+    pub(crate) fn from_fd(fd: OwnedFd, policy: &Policy) -> Result<Arc<Inner>, Error> {
         selftest::ensure_robust()?;
-        let fd = file::open_path(path, &options.policy, &identity())?;
-        SharedMutex::adopt_mapped(fd, Some(path.to_path_buf()))
-    }
-
-    pub(crate) fn from_fd_with(fd: OwnedFd, options: &OpenOptions) -> Result<SharedMutex, Error> {
-        selftest::ensure_robust()?;
-        if !file::adopt(fd.as_fd(), &options.policy, &identity(), false)? {
+        if !file::adopt(fd.as_fd(), policy, &identity(), false)? {
             return Err(Error::Stale { path: None });
         }
-        SharedMutex::adopt_mapped(fd, None)
+        Inner::adopt_mapped(fd)
     }
 
     /// Registers (or finds) the process-wide mapping of a validated descriptor.
-    fn adopt_mapped(fd: OwnedFd, path: Option<PathBuf>) -> Result<SharedMutex, Error> {
+    fn adopt_mapped(fd: OwnedFd) -> Result<Arc<Inner>, Error> {
         let st = sys::fstat(&fd)?;
         let key = (st.st_dev as u64, st.st_ino as u64);
-        let inner = registry::get_or_insert(key, || {
+        registry::get_or_insert(key, || {
             let map = Mapping::new(&fd)?;
-            let raw = map.raw_mutex();
-            Ok(Inner { raw, map: ManuallyDrop::new(map), fd, key, path: path.clone() })
+            Ok(Inner { map: ManuallyDrop::new(map), fd, key })
         })
-        .map_err(|e| e.at(path.as_deref()))?;
-        Ok(SharedMutex { inner })
     }
 
-    /// Blocks until the lock is acquired.
-    ///
-    /// Waits in slices of at most 100 ms, so a poisoned or replaced mutex is noticed even while
-    /// waiting. Errors: [`Error::Deadlock`] if this thread already holds it,
-    /// [`Error::NotRecoverable`] if it is poisoned, [`Error::Stale`] if its file was replaced.
-    ///
-    /// ```
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let guard = mutex.lock()?;
-    /// assert!(!guard.owner_died());
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    #[inline]
-    pub fn lock(&self) -> Result<MutexGuard<'_>, Error> {
-        let acq = match self.inner.try_acquire()? {
-            Some(acq) => acq,
-            None => self.inner.wait(None, None)?,
-        };
-        Ok(MutexGuard::new(self, acq))
+    /// The descriptor of the file or memfd.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
-    /// Acquires the lock if nobody holds it; `Ok(None)` if someone else does.
-    ///
-    /// Like every acquire, it can return a guard whose holder died: then the lock *is* yours.
-    ///
-    /// ```
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let first = mutex.try_lock()?.expect("free");
-    /// let other = std::thread::scope(|s| s.spawn(|| mutex.try_lock().map(|g| g.is_some())).join().unwrap())?;
-    /// assert!(!other, "held by the first guard");
-    /// # drop(first);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    #[inline]
-    pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
-        Ok(self.inner.try_acquire()?.map(|acq| MutexGuard::new(self, acq)))
-    }
-
-    /// Waits at most `timeout`, then fails with [`Error::Timeout`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let guard = mutex.lock_timeout(Duration::from_secs(5))?;
-    /// # drop(guard);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>, Error> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.inner.acquire(deadline, None).map(|acq| MutexGuard::new(self, acq))
-    }
-
-    /// Waits until `deadline` (then [`Error::Timeout`]) or until `cancel` is cancelled (then
-    /// [`Error::Cancelled`], noticed within one 100 ms slice).
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use robust_mutex::CancelToken;
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let cancel = CancelToken::new();
-    /// let guard = mutex.lock_until(Instant::now() + Duration::from_secs(1), &cancel)?;
-    /// # drop(guard);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn lock_until(&self, deadline: Instant, cancel: &CancelToken) -> Result<MutexGuard<'_>, Error> {
-        self.inner.acquire(Some(deadline), Some(cancel)).map(|acq| MutexGuard::new(self, acq))
-    }
-
-    /// [`try_lock`](Self::try_lock) returning a guard that owns a handle instead of borrowing
-    /// one, for code (such as language bindings) that must store the guard.
-    ///
-    /// ```
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let guard = mutex.try_lock_owned()?.expect("free");
-    /// drop(mutex);
-    /// guard.release()?; // the guard kept the mapping alive
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn try_lock_owned(&self) -> Result<Option<OwnedMutexGuard>, Error> {
-        Ok(self.inner.try_acquire()?.map(|acq| OwnedMutexGuard::new(self.clone(), acq)))
-    }
-
-    /// [`lock_until`](Self::lock_until) returning an [`OwnedMutexGuard`]; `deadline: None`
-    /// waits without a time limit.
-    ///
-    /// ```
-    /// use robust_mutex::CancelToken;
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let guard = mutex.lock_until_owned(None, &CancelToken::new())?;
-    /// # drop(guard);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn lock_until_owned(
-        &self,
-        deadline: Option<Instant>,
-        cancel: &CancelToken,
-    ) -> Result<OwnedMutexGuard, Error> {
-        self.inner.acquire(deadline, Some(cancel)).map(|acq| OwnedMutexGuard::new(self.clone(), acq))
-    }
-
-    /// A snapshot of the lock and its diagnostics. Cheap (no syscall) and never blocks.
-    ///
-    /// ```
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// let guard = mutex.lock()?;
-    /// let state = mutex.state();
-    /// assert!(state.locked);
-    /// assert_eq!(state.owner.unwrap().pid, std::process::id() as i32);
-    /// # drop(guard);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn state(&self) -> MutexState {
-        self.inner.state()
-    }
-
-    /// True when this handle's file was deleted or replaced at its path: other processes that
-    /// open the path now get another lock. Anonymous mutexes are never stale.
-    ///
-    /// ```
-    /// use robust_mutex::SharedMutex;
-    /// let path = std::env::temp_dir().join(format!("rm-doc-stale-{}", std::process::id()));
-    /// let mutex = SharedMutex::open(&path)?;
-    /// assert!(!mutex.is_stale());
-    /// std::fs::remove_file(&path).unwrap();
-    /// assert!(mutex.is_stale());
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn is_stale(&self) -> bool {
-        self.inner.is_stale()
-    }
-
-    /// The path this handle was opened from; `None` for anonymous and inherited mutexes.
-    ///
-    /// ```
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// assert_eq!(mutex.path(), None);
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
-    }
-
-    /// Closes this handle. Other handles to the same file keep working; the mapping goes away
-    /// with the last one. Fails with [`Error::Busy`] (and keeps the mapping, so the kernel can
-    /// still report an abandoned lock) if this is the last handle and a thread of this process
-    /// still holds the lock through a leaked guard.
-    ///
-    /// ```
-    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-    /// mutex.close()?;
-    /// # Ok::<(), robust_mutex::Error>(())
-    /// ```
-    pub fn close(self) -> Result<(), Error> {
-        let last = Arc::strong_count(&self.inner) == 1;
-        let held_here = self.inner.held_by_this_process();
-        drop(self);
-        if last && held_here {
-            Err(Error::Busy { path: None })
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl AsFd for SharedMutex {
-    /// The descriptor of the mutex file or memfd, to pass to child processes.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.fd.as_fd()
-    }
-}
-
-impl fmt::Debug for SharedMutex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedMutex")
-            .field("path", &self.inner.path)
-            .field("dev_ino", &self.inner.key)
-            .finish_non_exhaustive()
+    /// (st_dev, st_ino) of the file.
+    pub(crate) fn key(&self) -> (u64, u64) {
+        self.key
     }
 }
 
@@ -342,55 +93,81 @@ impl Inner {
         self.map.header()
     }
 
+    /// The pthread mutex, borrowed from this mapping.
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> RawMutex<'_> {
+        self.map.raw_mutex()
+    }
+
     /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping.
     #[inline(always)]
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
-        match self.raw.try_lock() {
+        match self.raw().try_lock() {
             Ok(Some(how)) => self.admit(how, false).map(Some),
-            // musl answers EBUSY (glibc EDEADLK) when the caller itself holds the lock.
-            Ok(None) if self.held_by_this_thread() => Err(Error::Deadlock),
-            Ok(None) => Ok(None),
+            Ok(None) => self.busy(),
             Err(errno) => Err(self.lock_error(errno)),
         }
     }
 
-    /// Blocks in slices until acquired, `deadline` passes or `cancel` fires.
-    #[inline]
-    pub(crate) fn acquire(
-        &self,
-        deadline: Option<Instant>,
-        cancel: Option<&CancelToken>,
-    ) -> Result<Acquisition, Error> {
-        match self.try_acquire()? {
-            Some(acq) => Ok(acq),
-            None => self.wait(deadline, cancel),
+    /// One trylock by a thread that waited for the lock without taking it (see `watch.rs`).
+    pub(crate) fn try_acquire_contended(&self) -> Result<Option<Acquisition>, Error> {
+        match self.raw().try_lock() {
+            Ok(Some(how)) => self.admit(how, true).map(Some),
+            Ok(None) => self.busy(),
+            Err(errno) => Err(self.lock_error(errno)),
         }
     }
 
+    /// `trylock` found the lock taken. A retired or poisoned mutex is refused even while someone
+    /// holds it (a header load); a lock held by the calling thread is a deadlock (musl answers
+    /// EBUSY where glibc answers EDEADLK).
     #[cold]
-    pub(crate) fn wait(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+    fn busy(&self) -> Result<Option<Acquisition>, Error> {
+        match self.header().state() {
+            Some(State::Tombstone) => return Err(Error::Stale { path: None }),
+            Some(State::Poisoned) => return Err(Error::NotRecoverable),
+            _ => {}
+        }
+        if self.held_by_this_thread() {
+            return Err(Error::Deadlock);
+        }
+        Ok(None)
+    }
+
+    /// Blocks in slices until acquired, `deadline` passes or `cancel` fires.
+    #[inline]
+    pub(crate) fn acquire(&self, wait: &Wait<'_>) -> Result<Acquisition, Error> {
+        match self.try_acquire()? {
+            Some(acq) => Ok(acq),
+            None => self.wait(wait),
+        }
+    }
+
+    /// The slow path of an acquire: the wait loop with a lock attempt per slice.
+    #[cold]
+    pub(crate) fn wait(&self, wait: &Wait<'_>) -> Result<Acquisition, Error> {
+        let how = self.wait_slices(wait, |raw, slice| raw.lock_slice(slice))?;
+        self.admit(how, true)
+    }
+
+    /// The one wait loop. Each round first makes the between-slice checks (cancellation,
+    /// deadline, a poisoned mutex unless `wait.purpose` is `Admin`, a retired or stale file),
+    /// then runs `slice_op` for at most one slice: `Ok(Some(_))` ends the wait, `Ok(None)` means
+    /// the slice ran out, an error number ends it with [`lock_error`](Self::lock_error). After a
+    /// slice that ran out it stamps the holding time and recovers a holder that vanished.
+    ///
+    /// `slice_op` is what is waited for: acquiring (`RawMutex::lock_slice`), or any other wait
+    /// on the lock word that must obey the same bounds.
+    pub(crate) fn wait_slices<T>(
+        &self,
+        wait: &Wait<'_>,
+        mut slice_op: impl FnMut(&RawMutex<'_>, Duration) -> Result<Option<T>, Errno>,
+    ) -> Result<T, Error> {
         self.stamp_holding_time();
         loop {
-            if cancel.is_some_and(CancelToken::is_cancelled) {
-                return Err(Error::Cancelled);
-            }
-            match self.header().state() {
-                Some(State::Poisoned) => return Err(Error::NotRecoverable),
-                Some(State::Tombstone) => return Err(Error::Stale { path: self.path.clone() }),
-                _ => {}
-            }
-            if self.is_stale() {
-                return Err(Error::Stale { path: self.path.clone() });
-            }
-            let slice = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(SLICE),
-                    _ => return Err(Error::Timeout),
-                },
-                None => SLICE,
-            };
-            match self.raw.lock_slice(slice) {
-                Ok(Some(how)) => return self.admit(how, true),
+            let slice = self.before_slice(wait)?;
+            match slice_op(&self.raw(), slice) {
+                Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     self.stamp_holding_time();
                     self.recover_vanished_holder();
@@ -400,10 +177,32 @@ impl Inner {
         }
     }
 
+    /// The checks made before every slice; returns the length of the next slice.
+    fn before_slice(&self, wait: &Wait<'_>) -> Result<Duration, Error> {
+        if wait.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(Error::Cancelled);
+        }
+        match self.header().state() {
+            Some(State::Poisoned) if wait.purpose == Purpose::Acquire => return Err(Error::NotRecoverable),
+            Some(State::Tombstone) => return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) }),
+            _ => {}
+        }
+        if self.is_stale(wait.path) {
+            return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) });
+        }
+        match wait.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(left.min(SLICE)),
+                _ => Err(Error::Timeout),
+            },
+            None => Ok(SLICE),
+        }
+    }
+
     /// Runs right after the pthread lock became ours: refuses a poisoned or retired mutex and
     /// records who holds it.
     #[inline(always)]
-    fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
+    pub(crate) fn admit(&self, how: Acquired, contended: bool) -> Result<Acquisition, Error> {
         let header = self.header();
         let pid = sys::pid();
         let mut acq = Acquisition::new(how == Acquired::OwnerDied, pid);
@@ -415,6 +214,9 @@ impl Inner {
         }
         header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
+        header.owner_pid_namespace.store(sys::pid_namespace_id(), Ordering::Relaxed);
+        // A waiter's stamp of the previous holder's time can land after that holder's release.
+        header.owner_since_ns.store(0, Ordering::Relaxed);
         header::Shared::bump(&header.acquisitions);
         if contended {
             header::Shared::bump(&header.contended);
@@ -442,21 +244,26 @@ impl Inner {
     fn admit_unusual(&self, acq: &mut Acquisition) -> Result<(), Error> {
         let header = self.header();
         let refuse = |err: Error| {
+            if acq.owner_died {
+                // Refused, but not forgotten: reported by the acquire that follows a reset.
+                header.pending_owner_death.store(1, Ordering::Relaxed);
+            }
             // SAFETY: the lock was acquired by this thread just now.
-            let _ = unsafe { self.raw.unlock(acq.inconsistent) };
+            let _ = unsafe { self.raw().unlock(acq.inconsistent) };
             Err(err)
         };
         match header.state() {
             Some(State::Abandoned) => {
-                // Re-initialised after a reboot while held: report the lost holder once.
+                // Its last holder died and the death was handed on (a re-initialisation after a
+                // reboot, a reset): report it once.
                 acq.owner_died = true;
                 header.state.store(State::Ready as u32, Ordering::Release);
                 Ok(())
             }
             Some(State::Poisoned) => refuse(Error::NotRecoverable),
-            Some(State::Tombstone) => refuse(Error::Stale { path: self.path.clone() }),
+            Some(State::Tombstone) => refuse(Error::Stale { path: None }),
             Some(State::Ready) => Ok(()),
-            None => refuse(Error::BadMutex { path: self.path.clone(), reason: "the header state was overwritten".into() }),
+            None => refuse(Error::BadMutex { path: None, reason: "the header state was overwritten".into() }),
         }
     }
 
@@ -485,43 +292,29 @@ impl Inner {
         }
         // SAFETY: the caller holds the lock; `inconsistent` is true exactly when it was acquired
         // with EOWNERDEAD, the only case in which pthread_mutex_consistent is valid.
-        unsafe { self.raw.unlock(acq.inconsistent) }.map_err(|errno| self.unlock_error(errno))
+        unsafe { self.raw().unlock(acq.inconsistent) }.map_err(|errno| self.unlock_error(errno))
     }
 
     #[cold]
     fn unlock_error(&self, errno: Errno) -> Error {
         match errno {
             Errno::EPERM => Error::NotOwner,
-            errno => Error::os("pthread_mutex_unlock", self.path.as_deref(), errno),
-        }
-    }
-
-    pub(crate) fn raw(&self) -> &RawMutex {
-        &self.raw
-    }
-
-    /// One trylock by a thread that waited for the lock (see `watch.rs`).
-    pub(crate) fn try_acquire_contended(&self) -> Result<Option<Acquisition>, Error> {
-        match self.raw.try_lock() {
-            Ok(Some(how)) => self.admit(how, true).map(Some),
-            Ok(None) if self.held_by_this_thread() => Err(Error::Deadlock),
-            Ok(None) => Ok(None),
-            Err(errno) => Err(self.lock_error(errno)),
+            errno => Error::os("pthread_mutex_unlock", None, errno),
         }
     }
 
     pub(crate) fn raw_ptr(&self) -> *mut libc::pthread_mutex_t {
-        self.raw.as_ptr()
+        self.raw().as_ptr()
     }
 
     #[cold]
-    fn lock_error(&self, errno: Errno) -> Error {
+    pub(crate) fn lock_error(&self, errno: Errno) -> Error {
         match errno {
             Errno::EDEADLK => Error::Deadlock,
-            // Only a program outside this library can put the pthread mutex itself in this state
-            // (it unlocked after EOWNERDEAD without marking it consistent).
+            // A pthread user outside this library unlocked after EOWNERDEAD without marking the
+            // mutex consistent: only a re-initialisation (`reset`) brings it back.
             Errno::ENOTRECOVERABLE => Error::NotRecoverable,
-            errno => Error::os("pthread_mutex_lock", self.path.as_deref(), errno),
+            errno => Error::os("pthread_mutex_lock", None, errno),
         }
     }
 
@@ -530,16 +323,18 @@ impl Inner {
         let header = self.header();
         header.owner_tid.load(Ordering::Relaxed) == sys::tid()
             && header.owner_pid.load(Ordering::Relaxed) == sys::pid()
-            && self.raw.lock_word().0 == sys::tid()
+            && self.raw().lock_word().0 == sys::tid()
     }
 
     pub(crate) fn held_by_this_process(&self) -> bool {
-        let (holder, _) = self.raw.lock_word();
+        let (holder, _) = self.raw().lock_word();
         holder != 0 && self.header().owner_pid.load(Ordering::Relaxed) == sys::pid()
     }
 
-    pub(crate) fn is_stale(&self) -> bool {
-        let Some(path) = &self.path else { return false };
+    /// Whether the file behind this mapping is no longer the one at `path` (deleted, or
+    /// replaced). Anonymous and inherited mutexes (`path: None`) are never stale.
+    pub(crate) fn is_stale(&self, path: Option<&Path>) -> bool {
+        let Some(path) = path else { return false };
         let Ok(st) = sys::fstat(&self.fd) else { return true };
         if st.st_nlink == 0 {
             return true;
@@ -553,15 +348,19 @@ impl Inner {
     /// The fast path does not read the clock (that would cost as much as a third of a
     /// lock/unlock pair). Whoever first sees the lock held, a waiter or `state()`, stamps the
     /// time instead, so `since` is a lower bound of the holding time, accurate to one slice for
-    /// a holder that keeps others waiting.
-    pub(crate) fn stamp_holding_time(&self) {
-        if self.raw.lock_word().0 != 0 {
-            let _ = self.header().owner_since_ns.compare_exchange(
-                0,
-                sys::realtime_coarse_ns(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+    /// a holder that keeps others waiting. A stamp that lands after the holder it was meant for
+    /// released is taken back (the acquisition count moved), and `admit` clears what is left.
+    fn stamp_holding_time(&self) {
+        let header = self.header();
+        let round = header.acquisitions.load(Ordering::SeqCst);
+        if self.raw().lock_word().0 == 0 {
+            return;
+        }
+        let now = sys::realtime_coarse_ns();
+        if header.owner_since_ns.compare_exchange(0, now, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+            && (header.acquisitions.load(Ordering::SeqCst) != round || self.raw().lock_word().0 == 0)
+        {
+            let _ = header.owner_since_ns.compare_exchange(now, 0, Ordering::SeqCst, Ordering::Relaxed);
         }
     }
 
@@ -569,28 +368,48 @@ impl Inner {
     /// kernel (the exec hands that thread the main thread's id before the robust list is walked),
     /// so its lock would stay held forever. Between wait slices: if the recorded holder thread no
     /// longer exists in its process, mark the lock owner-died as the kernel would have.
+    ///
+    /// Thread ids are namespace-local, so the probe runs only when the holder recorded a PID
+    /// namespace and it is provably ours; a holder of another (or an unknown) namespace is never
+    /// probed: `tgkill` would ask about some other thread, or none, and answer ESRCH for a live
+    /// holder. The record is read again after the probe, with the acquisition count, so that a
+    /// lock that changed hands meanwhile is left alone.
     #[cold]
     pub(crate) fn recover_vanished_holder(&self) {
         let header = self.header();
-        let (holder, _) = self.raw.lock_word();
-        let pid = header.owner_pid.load(Ordering::Relaxed);
-        if holder == 0 || pid == 0 || header.owner_tid.load(Ordering::Relaxed) != holder {
+        let ours = sys::pid_namespace_id();
+        let record = || {
+            (
+                header.acquisitions.load(Ordering::SeqCst),
+                header.owner_pid.load(Ordering::SeqCst),
+                header.owner_tid.load(Ordering::SeqCst),
+                header.owner_pid_namespace.load(Ordering::SeqCst),
+            )
+        };
+        let before = record();
+        let (holder, _) = self.raw().lock_word();
+        let (_, pid, tid, namespace) = before;
+        if holder == 0 || pid == 0 || tid != holder {
             return; // free, or held by a program that does not record itself
+        }
+        if ours == 0 || namespace != ours {
+            return; // the ids would be looked up in the wrong namespace
         }
         if sys::thread_exists(pid, holder) {
             return;
         }
-        // Re-check after the probe: the lock may have changed hands meanwhile.
-        if header.owner_pid.load(Ordering::Relaxed) == pid && self.raw.mark_owner_died(holder) {
+        if record() == before && self.raw().mark_owner_died(holder) {
             // Wake the waiters so they race for it now rather than at the end of their slice.
-            sys::futex_wake_all(self.raw.futex_word_ptr());
+            sys::futex_wake_all(self.raw().futex_word_ptr());
         }
     }
 
-    fn state(&self) -> MutexState {
+    pub(crate) fn state(&self) -> MutexState {
         self.stamp_holding_time();
         let header = self.header();
-        let (holder_tid, abandoned) = self.raw.lock_word();
+        let (holder_tid, owner_died_bit) = self.raw().lock_word();
+        let not_recoverable = holder_tid == crate::raw::NOT_RECOVERABLE_TID;
+        let holder_tid = if not_recoverable { 0 } else { holder_tid };
         let pid = header.owner_pid.load(Ordering::Relaxed);
         let owner = (pid != 0).then(|| OwnerInfo {
             pid,
@@ -601,7 +420,11 @@ impl Inner {
         MutexState {
             locked: holder_tid != 0,
             holder_tid: (holder_tid != 0).then_some(holder_tid),
-            abandoned: abandoned || raw_state == Some(State::Abandoned),
+            // The kernel leaves the owner-died bit with no thread id when a holder dies; musl
+            // also keeps the bit in the word of the thread that acquired it with EOWNERDEAD
+            // until it is marked consistent, which is a held lock, not an abandoned one.
+            abandoned: (owner_died_bit && holder_tid == 0 && !not_recoverable)
+                || raw_state == Some(State::Abandoned),
             owner,
             poisoned: raw_state == Some(State::Poisoned),
             generation: header.generation.load(Ordering::Relaxed),
@@ -611,38 +434,31 @@ impl Inner {
         }
     }
 
-    /// Acquires ignoring POISONED (for `reset`), then runs `f` under the lock.
+    /// Acquires for administration (POISONED does not end the wait), waiting no later than
+    /// `deadline`, and runs `f` under the lock with whether the previous owner died. The
+    /// acquisition is not recorded as an owner and counts nothing: an owner death it meets is
+    /// `f`'s to hand on (see `reset_poison`).
     pub(crate) fn with_admin_lock<T>(
         &self,
-        deadline: Option<Instant>,
-        f: impl FnOnce(&header::Shared) -> T,
+        deadline: Instant,
+        path: Option<&Path>,
+        f: impl FnOnce(&header::Shared, bool) -> T,
     ) -> Result<T, Error> {
-        let how = match self.raw.try_lock() {
+        let how = match self.raw().try_lock() {
             Ok(Some(how)) => how,
-            Ok(None) => loop {
-                if self.is_stale() {
-                    return Err(Error::Stale { path: self.path.clone() });
-                }
-                let slice = match deadline {
-                    Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => left.min(SLICE),
-                        _ => return Err(Error::Timeout),
-                    },
-                    None => SLICE,
-                };
-                match self.raw.lock_slice(slice) {
-                    Ok(Some(how)) => break how,
-                    Ok(None) => self.recover_vanished_holder(),
-                    Err(errno) => return Err(self.lock_error(errno)),
-                }
-            },
+            Ok(None) if self.held_by_this_thread() => return Err(Error::Deadlock),
+            Ok(None) => {
+                let wait = Wait { deadline: Some(deadline), cancel: None, purpose: Purpose::Admin, path };
+                self.wait_slices(&wait, |raw, slice| raw.lock_slice(slice))?
+            }
             Err(errno) => return Err(self.lock_error(errno)),
         };
-        let result = f(self.header());
-        // SAFETY: acquired just above on this thread.
-        unsafe { self.raw.unlock(how == Acquired::OwnerDied) }
-            .map_err(|e| Error::os("pthread_mutex_unlock", self.path.as_deref(), e))?;
-        Ok(result)
+        let owner_died = how == Acquired::OwnerDied;
+        let retired = self.header().state() == Some(State::Tombstone);
+        let result = (!retired).then(|| f(self.header(), owner_died));
+        // SAFETY: acquired just above on this thread; consistent exactly after EOWNERDEAD.
+        unsafe { self.raw().unlock(owner_died) }.map_err(|e| Error::os("pthread_mutex_unlock", None, e))?;
+        result.ok_or(Error::Stale { path: path.map(Path::to_path_buf) })
     }
 }
 

@@ -1,17 +1,18 @@
 //! `OpenOptions`: how a mutex file is opened or created.
 
+#[cfg(unix)]
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::file::Policy;
-use crate::mutex::SharedMutex;
+use crate::handle::SharedMutex;
 
 /// Options for opening a mutex file, builder style.
 ///
 /// An existing file is validated before anything is mapped or written: it must be a regular
 /// file of at least one page, owned by this user, not writable by others, on a local filesystem,
-/// with our magic, format version and binary layout, from this PID namespace. Each failure is its
+/// with our magic, format version and binary layout, from this PID namespace (which must be
+/// readable: a process without `/proc` cannot show that it is). Each failure is its
 /// own [`Error`] and leaves the file's bytes untouched. A file that survived a reboot is
 /// re-initialised once, while no process uses it.
 ///
@@ -79,9 +80,20 @@ impl OpenOptions {
         self
     }
 
-    /// Accepts a file initialised in another PID namespace (default `false`). Only safe when
-    /// every participant sees the same thread ids, such as containers run with the host's PID
-    /// namespace; otherwise thread ids collide and mutual exclusion breaks.
+    /// Accepts a file initialised in another PID namespace, and opening from a process that
+    /// cannot read its own PID namespace (no `/proc`), which is otherwise refused too (default
+    /// `false`: `Error::ForeignPidNamespace`). An unknown namespace is never taken for ours.
+    ///
+    /// What still holds across namespaces: mutual exclusion (the lock word is only compared
+    /// with zero and with the caller's own id), and owner death for a holder that dies or whose
+    /// thread ends (the kernel marks the lock in the dying thread's own namespace).
+    ///
+    /// What is lost: a holder in another namespace is never probed, so one that `exec`s from a
+    /// thread other than its main thread (which the kernel does not report) keeps the lock
+    /// until someone re-initialises it (`reset` once nobody has it open); waiters time out
+    /// instead of taking a lock that may still be held. A thread whose id here equals the
+    /// holder's id in its own namespace is told [`Error::Deadlock`](crate::Error::Deadlock)
+    /// instead of waiting. `state()` shows the holder's ids as its namespace numbers them.
     ///
     /// ```
     /// let options = robust_mutex::OpenOptions::new().allow_foreign_pid_namespace(true).clone();
@@ -141,7 +153,20 @@ impl OpenOptions {
     /// # let _ = again;
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
+    #[cfg(unix)]
     pub fn from_fd(&self, fd: OwnedFd) -> Result<SharedMutex, Error> {
         SharedMutex::from_fd_with(fd, self)
     }
 }
+
+/// What `open` accepts, from the public `OpenOptions`.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(supported), allow(dead_code))]
+pub(crate) struct Policy {
+    pub mode: u32,
+    pub create: bool,
+    pub allow_foreign_pid_namespace: bool,
+    pub allow_network_filesystem: bool,
+    pub allow_other_owner: bool,
+}
+

@@ -5,9 +5,10 @@
 //! pthread functions return their error number instead of setting `errno`.
 
 use std::ffi::c_int;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -29,21 +30,27 @@ const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
 /// Set by a sleeping waiter so that the unlocking thread (or the kernel, for a dying holder)
 /// issues a wake; musl uses the same bit.
 const FUTEX_WAITERS: u32 = 0x8000_0000;
+/// The thread id musl writes into the word of a mutex made unrecoverable (glibc keeps it in
+/// `__owner` and leaves the word 0): no thread has it.
+pub(crate) const NOT_RECOVERABLE_TID: i32 = 0x3fff_ffff;
 
 /// Offset of the futex word inside `pthread_mutex_t`: glibc's `__lock` is the first int, musl's
 /// `_m_lock` the second.
 const LOCK_WORD_OFFSET: usize = if cfg!(target_env = "musl") { 4 } else { 0 };
 
-/// A robust mutex living in memory this process does not own alone.
-pub(crate) struct RawMutex {
+/// A robust mutex living in memory this process does not own alone, borrowed from the mapping
+/// it lives in (`'map`), so it cannot outlive the page.
+#[derive(Clone, Copy)]
+pub(crate) struct RawMutex<'map> {
     ptr: *mut libc::pthread_mutex_t,
+    _mapping: PhantomData<&'map ()>,
 }
 
 // SAFETY: a process-shared pthread mutex is designed to be used from any thread of any process;
-// the pointer stays valid as long as the owning `Inner` keeps the mapping alive.
-unsafe impl Send for RawMutex {}
+// the pointer stays valid for 'map (from_ptr's contract).
+unsafe impl Send for RawMutex<'_> {}
 // SAFETY: as above; every operation goes through the thread-safe pthread functions or atomics.
-unsafe impl Sync for RawMutex {}
+unsafe impl Sync for RawMutex<'_> {}
 
 type ClockLockFn =
     unsafe extern "C" fn(*mut libc::pthread_mutex_t, libc::clockid_t, *const libc::timespec) -> c_int;
@@ -65,12 +72,12 @@ fn clocklock() -> Option<ClockLockFn> {
     })
 }
 
-impl RawMutex {
+impl<'map> RawMutex<'map> {
     /// # Safety
     /// `ptr` must point to a `pthread_mutex_t`-sized, suitably aligned region of a shared mapping
-    /// that outlives the returned value.
-    pub(crate) unsafe fn from_ptr(ptr: *mut libc::pthread_mutex_t) -> RawMutex {
-        RawMutex { ptr }
+    /// that stays mapped for `'map`.
+    pub(crate) unsafe fn from_ptr(ptr: *mut libc::pthread_mutex_t) -> RawMutex<'map> {
+        RawMutex { ptr, _mapping: PhantomData }
     }
 
     /// Initialises the mutex in place: robust, process-shared, error-checking.
@@ -100,29 +107,81 @@ impl RawMutex {
     #[inline]
     pub(crate) fn try_lock(&self) -> Result<Option<Acquired>, Errno> {
         // SAFETY: self.ptr is a live, initialised process-shared mutex (from_ptr's contract).
-        acquired(unsafe { libc::pthread_mutex_trylock(self.ptr) })
+        match unsafe { libc::pthread_mutex_trylock(self.ptr) } {
+            libc::ENOTRECOVERABLE => Err(self.not_recoverable()),
+            rc => acquired(rc),
+        }
+    }
+
+    /// glibc's `pthread_mutex_trylock` answers ENOTRECOVERABLE *after* its compare-and-swap put
+    /// our thread id in the lock word, and (unlike `pthread_mutex_lock`) never takes it out
+    /// again; the mutex is not on our robust list either, so the word would name us until we
+    /// exit and then a dead thread forever: every later acquire in every process would wait or
+    /// fail with EDEADLK. Give the word back as `pthread_mutex_lock` does (musl never sets it,
+    /// so the word does not name us there and nothing is done).
+    #[cold]
+    fn not_recoverable(&self) -> Errno {
+        let word = self.word();
+        let me = sys::tid() as u32;
+        let current = word.load(Ordering::Relaxed);
+        if current & FUTEX_TID_MASK == me
+            && word.compare_exchange(current, 0, Ordering::Release, Ordering::Relaxed).is_ok()
+            && current & FUTEX_WAITERS != 0
+        {
+            sys::futex_wake_all(self.futex_word_ptr());
+        }
+        Errno::ENOTRECOVERABLE
     }
 
     /// Waits at most `slice`. `Ok(None)` means the slice ran out.
     #[cold]
     pub(crate) fn lock_slice(&self, slice: Duration) -> Result<Option<Acquired>, Errno> {
-        let rc = match clocklock() {
-            Some(clocklock) => {
-                let until = sys::timespec_after(sys::now(libc::CLOCK_MONOTONIC), slice);
-                // SAFETY: live mutex as above; `until` is a normalised timespec on the stack.
-                unsafe { clocklock(self.ptr, libc::CLOCK_MONOTONIC, &until) }
-            }
-            None => {
-                // musl and old glibc only have the CLOCK_REALTIME form; a wall-clock jump can
-                // stretch or shrink one slice, never the caller's deadline (kept on MONOTONIC).
-                let until = sys::timespec_after(sys::now(libc::CLOCK_REALTIME), slice);
-                // SAFETY: as above.
-                unsafe { libc::pthread_mutex_timedlock(self.ptr, &until) }
-            }
-        };
-        match rc {
+        let Some(clocklock) = clocklock() else { return self.lock_slice_futex(slice) };
+        let until = sys::timespec_after(sys::now(libc::CLOCK_MONOTONIC), slice);
+        // SAFETY: live mutex as above; `until` is a normalised timespec on the stack.
+        match unsafe { clocklock(self.ptr, libc::CLOCK_MONOTONIC, &until) } {
             libc::ETIMEDOUT => Ok(None),
+            libc::ENOTRECOVERABLE => Err(self.not_recoverable()),
             rc => acquired(rc),
+        }
+    }
+
+    /// Without `pthread_mutex_clocklock` (musl, glibc < 2.30) the only timed lock takes a
+    /// CLOCK_REALTIME deadline, and a backward wall-clock jump would stretch the slice by the
+    /// size of the jump. So wait on the lock word directly, with a relative futex timeout (the
+    /// kernel measures it on CLOCK_MONOTONIC): announce the wait with the waiters bit, which both
+    /// C libraries' unlock answer with a wake, and try again when woken. The slice is bounded by
+    /// `slice` whatever the wall clock does.
+    #[cold]
+    fn lock_slice_futex(&self, slice: Duration) -> Result<Option<Acquired>, Errno> {
+        let until = Instant::now() + slice;
+        let word = self.word();
+        let mut slept = false;
+        loop {
+            if let Some(how) = self.try_lock()? {
+                if slept {
+                    // Our trylock replaced a word that may have carried the waiters bit of
+                    // others still asleep: carry it on, so our unlock wakes one of them.
+                    word.fetch_or(FUTEX_WAITERS, Ordering::Relaxed);
+                }
+                return Ok(Some(how));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let seen = word.load(Ordering::Relaxed);
+            if seen & FUTEX_TID_MASK == 0 {
+                // Released between the attempt and the load: try again at once.
+                std::thread::yield_now();
+                continue;
+            }
+            let waiting = seen | FUTEX_WAITERS;
+            if seen != waiting && word.compare_exchange(seen, waiting, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                continue;
+            }
+            sys::futex_wait(self.futex_word_ptr(), waiting, left);
+            slept = true;
         }
     }
 
@@ -189,7 +248,7 @@ impl RawMutex {
 /// Waiting for the lock without taking it, for a thread that is not the one that will acquire
 /// (the Node binding's native waiter: the JS thread acquires itself). Compatible with the C
 /// library's protocol: a sleeper sets the waiters bit, every unlock that sees it wakes one.
-impl RawMutex {
+impl RawMutex<'_> {
     /// Sleeps at most `slice` while a thread holds the lock. Returns whether the lock word then
     /// names no holder (released, or marked owner-died by the kernel): a moment to try the lock.
     #[cold]
@@ -206,7 +265,7 @@ impl RawMutex {
             // Changed under us (released, or another waiter flagged it): let the caller look again.
             return false;
         }
-        sys::futex_wait(word, expected, slice);
+        sys::futex_wait(self.futex_word_ptr(), expected, slice);
         word.load(Ordering::Acquire) & FUTEX_TID_MASK == 0
     }
 

@@ -88,7 +88,7 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_acquire_raw(&self) -> Result<Option<RawAcquisition>, Error> {
-        Ok(self.inner.try_acquire()?.map(RawAcquisition::new))
+        Ok(self.try_acquire()?.map(RawAcquisition::new))
     }
 
     /// [`lock_until_owned`](Self::lock_until_owned) returning a [`RawAcquisition`].
@@ -101,10 +101,10 @@ impl SharedMutex {
     /// ```
     pub fn acquire_raw_until(
         &self,
-        deadline: Option<Instant>,
+        deadline: impl Into<Option<Instant>>,
         cancel: &CancelToken,
     ) -> Result<RawAcquisition, Error> {
-        self.inner.acquire(deadline, Some(cancel)).map(RawAcquisition::new)
+        self.acquire(deadline.into(), Some(cancel)).map(RawAcquisition::new)
     }
 
     /// Releases a raw acquisition (marking the mutex consistent after an owner death, or

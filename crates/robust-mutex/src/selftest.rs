@@ -8,7 +8,7 @@
 use std::num::NonZeroUsize;
 use std::sync::OnceLock;
 
-use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
 use crate::error::Error;
 use crate::raw::{Acquired, RawMutex};
@@ -26,14 +26,13 @@ fn run() -> Result<(), String> {
         mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
     }
     .map_err(|e| format!("mmap for the robustness self-test failed: {e}"))?;
-    // SAFETY: the page is ours, page-aligned and large enough for a pthread_mutex_t; it is
-    // unmapped only after the last use of `mutex` below.
+    // SAFETY: the page is ours, page-aligned and large enough for a pthread_mutex_t; it is never
+    // unmapped (see below), so it outlives `mutex`.
     let mutex = unsafe { RawMutex::from_ptr(page.as_ptr().cast()) };
-    let verdict = probe(&mutex);
-    // SAFETY: the mapping was created above and nothing refers to it any more; the thread that
-    // locked it has exited and we unlocked our own acquisition in `probe`.
-    let _ = unsafe { munmap(page, len.get()) };
-    verdict
+    // The page is deliberately never unmapped: when the probe fails, this thread may still hold
+    // the mutex (it is then on glibc's robust list, which would write into whatever is mapped at
+    // this address later). One page per process, once.
+    probe(&mutex)
 }
 
 fn probe(mutex: &RawMutex) -> Result<(), String> {

@@ -11,8 +11,7 @@
 
 use std::time::Instant;
 
-use crate::header::State;
-use crate::mutex::SLICE;
+use crate::handle::{Purpose, Wait};
 use crate::raw_api::RawAcquisition;
 use crate::{CancelToken, Error, SharedMutex};
 
@@ -40,34 +39,12 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn wait_released(&self, deadline: Option<Instant>, cancel: &CancelToken) -> Result<(), Error> {
-        let inner = &*self.inner;
-        let result = loop {
-            if cancel.is_cancelled() {
-                break Err(Error::Cancelled);
-            }
-            match inner.header().state() {
-                Some(State::Poisoned) => break Err(Error::NotRecoverable),
-                Some(State::Tombstone) => break Err(Error::Stale { path: self.path().map(Into::into) }),
-                _ => {}
-            }
-            if inner.is_stale() {
-                break Err(Error::Stale { path: self.path().map(Into::into) });
-            }
-            let slice = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(SLICE),
-                    _ => break Err(Error::Timeout),
-                },
-                None => SLICE,
-            };
-            if inner.raw().wait_released_slice(slice) {
-                return Ok(());
-            }
-            inner.stamp_holding_time();
-            inner.recover_vanished_holder();
-        };
-        // We may have been the sleeper an unlock woke just before giving up.
-        self.pass_wake();
+        let wait = Wait { deadline, cancel: Some(cancel), purpose: Purpose::Acquire, path: self.path() };
+        let result = self.inner.wait_slices(&wait, |raw, slice| Ok(raw.wait_released_slice(slice).then_some(())));
+        if result.is_err() {
+            // We may have been the sleeper an unlock woke just before giving up.
+            self.pass_wake();
+        }
         result
     }
 

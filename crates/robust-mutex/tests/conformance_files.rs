@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use conformance_support::{
     arg, destroy_unused, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start, wait_until_blocked_in_futex,
-    with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT,
+    with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT, STARTUP,
 };
 use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
 
@@ -30,6 +30,11 @@ use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
 fn helper_entry() {
     helper_main(|role, args| match role {
         "opener" => Some(opener(&args[0], args.get(1).map(String::as_str) == Some("lock"))),
+        "destroyer" => {
+            let result = SharedMutex::destroy(&args[0]);
+            say(format!("destroyed {:?}", result.map_err(|e| e.code())));
+            Some(0)
+        }
         _ => None,
     });
 }
@@ -179,6 +184,45 @@ fn c23_file_from_a_previous_boot_is_reinitialised_on_open() {
     }
 }
 
+/// Scenario 23, crash variant: the process re-initialising a file from a previous boot is
+/// SIGKILLed inside the re-initialisation, after the mutex was re-initialised and before the
+/// boot id was written (a test hook pauses it exactly there). The file must stay usable: the
+/// next opener redoes the re-initialisation, and the lock held at the reboot is still reported
+/// as an owner death.
+#[test]
+fn c23_reinitialisation_killed_before_its_commit_point_is_redone() {
+    let dir = TempDir::new("c23-killed");
+    let path = dir.join("lock");
+    let generation = SharedMutex::open(&path).unwrap().state().generation;
+    write_u32(&path, LOCK_WORD, GONE_TID);
+    if cfg!(target_env = "gnu") {
+        write_u32(&path, GLIBC_OWNER, GONE_TID);
+    }
+    move_to_previous_boot(&path);
+    let marker = dir.join("paused");
+    let mut repairer = Helper::spawn_with_env(
+        "opener",
+        &[arg(&path)],
+        &[("ROBUST_MUTEX_TEST_PAUSE_BEFORE_COMMIT", marker.to_str().unwrap())],
+    );
+    repairer.expect("ready");
+    repairer.send("go");
+    let deadline = std::time::Instant::now() + STARTUP;
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the re-initialisation never reached the test pause");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    repairer.kill_and_reap();
+
+    let mutex = SharedMutex::open(&path).expect("a file whose re-initialisation was killed still opens");
+    assert_eq!(std::fs::read(&path).unwrap()[BOOT_ID], current_boot_id());
+    let state = mutex.state();
+    assert!(state.generation > generation, "{state:?}");
+    assert!(state.abandoned, "the lock held at the reboot is still abandoned: {state:?}");
+    let guard = mutex.lock_timeout(PROMPT).expect("lock");
+    assert!(guard.owner_died(), "the abandoned mark survived the killed re-initialisation");
+}
+
 /// Scenario 24: a file deleted under a live handle makes the handle stale; opening the path
 /// again creates a new file, which is not stale.
 #[test]
@@ -252,6 +296,127 @@ fn c24_waiter_on_a_file_deleted_or_replaced_gets_estale() {
             assert_eq!(err.path(), Some(path.as_path()));
             holder.kill_and_reap();
         }
+    }
+}
+
+/// Scenario 24, retired under a live handle: once the header says TOMBSTONE (what `destroy`
+/// writes; here by a process that bypassed the live-user marker), every acquire through a handle
+/// is refused with ESTALE, the non-blocking one included and whether or not someone holds the
+/// lock: a header load on the path where `trylock` fails, not a system call.
+#[test]
+fn c24_retired_mutex_is_refused_by_every_acquire() {
+    let dir = TempDir::new("c24-retired");
+    for held in [false, true] {
+        let path = dir.join(&format!("lock-{held}"));
+        let mutex = SharedMutex::open(&path).unwrap();
+        let mut holder = held.then(|| {
+            let (mut holder, _) = spawn_locker(&path, Mode::Lock);
+            holder.expect("locked");
+            holder
+        });
+        write_u32(&path, STATE, 3);
+        let codes = [
+            mutex.try_lock().map(|g| g.is_some()).map_err(|e| e.code()),
+            mutex.try_lock_owned().map(|g| g.is_some()).map_err(|e| e.code()),
+            mutex.try_acquire_raw().map(|g| g.is_some()).map_err(|e| e.code()),
+            mutex.lock().map(|_| true).map_err(|e| e.code()),
+            mutex.lock_timeout(Duration::from_millis(300)).map(|_| true).map_err(|e| e.code()),
+        ];
+        for (i, code) in codes.iter().enumerate() {
+            assert_eq!(*code, Err("ESTALE"), "acquire flavour {i}, held elsewhere: {held}");
+        }
+        if let Some(holder) = &mut holder {
+            holder.kill_and_reap();
+        }
+    }
+}
+
+/// Each handle keeps the path it was opened from, even when another handle of this process
+/// opened the same file (one shared mapping) through another name first; `is_stale` checks
+/// that handle's own path.
+#[test]
+fn each_handle_keeps_its_own_path() {
+    let dir = TempDir::new("own-path");
+    let first = dir.join("first");
+    let second = dir.join("second");
+    let a = SharedMutex::open(&first).unwrap();
+    std::fs::hard_link(&first, &second).unwrap();
+    let b = SharedMutex::open(&second).unwrap();
+    assert_eq!(dev_ino(&a), dev_ino(&b), "one file");
+    assert_eq!(a.path(), Some(first.as_path()));
+    assert_eq!(b.path(), Some(second.as_path()));
+    std::fs::remove_file(&first).unwrap();
+    assert!(a.is_stale(), "its path no longer names the file");
+    assert!(!b.is_stale(), "its path still does");
+}
+
+/// A mode that lets others write is refused when creating, with the error every other opener
+/// would get: never a file only its creator can use.
+#[test]
+fn insecure_modes_are_refused_at_creation_too() {
+    let dir = TempDir::new("mode-symmetry");
+    for mode in [0o666, 0o602, 0o777] {
+        let path = dir.join(&format!("lock-{mode:o}"));
+        let err = OpenOptions::new().mode(mode).open(&path).expect_err("world-writable mode");
+        assert_eq!(err.code(), "EINSECURE", "{mode:o}: {err}");
+        assert!(!path.exists(), "{mode:o}: nothing created");
+    }
+    let path = dir.join("group");
+    drop(OpenOptions::new().mode(0o660).open(&path).expect("group-writable is allowed"));
+    drop(SharedMutex::open(&path).expect("and opens for everyone alike"));
+}
+
+/// `destroy` unlinks only the file it retired: a file put at the path between its retiring and
+/// its unlinking (paused there by a test hook) is left in place.
+#[test]
+fn destroy_never_unlinks_a_file_put_at_the_path_meanwhile() {
+    let dir = TempDir::new("destroy-race");
+    let path = dir.join("lock");
+    drop(SharedMutex::open(&path).unwrap());
+    let marker = dir.join("paused");
+    let mut destroyer =
+        Helper::spawn_with_env("destroyer", &[arg(&path)], &[("ROBUST_MUTEX_TEST_PAUSE_BEFORE_UNLINK", marker.to_str().unwrap())]);
+    let deadline = std::time::Instant::now() + STARTUP;
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "destroy never reached the test pause");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let other = dir.join("other");
+    let replacement = dev_ino(&SharedMutex::open(&other).unwrap());
+    std::fs::rename(&other, &path).unwrap();
+    std::fs::remove_file(&marker).unwrap();
+    destroyer.expect_within("destroyed Ok(())", PROMPT);
+    let now = std::fs::metadata(&path).expect("the replacement is still at the path");
+    assert_eq!((now.dev(), now.ino()), replacement);
+}
+
+/// A waiter already blocked when the mutex is retired (or poisoned) under it fails within a
+/// slice with ESTALE (or ENOTRECOVERABLE), and a non-blocking attempt on a poisoned mutex that
+/// someone holds fails too, instead of answering "busy".
+#[test]
+fn c24_waiters_notice_a_mutex_retired_or_poisoned_under_them() {
+    let dir = TempDir::new("c24-retired-waiting");
+    for (state, code) in [(3, "ESTALE"), (2, "ENOTRECOVERABLE")] {
+        let path = dir.join(&format!("lock-{state}"));
+        let mutex = SharedMutex::open(&path).unwrap();
+        let (mut holder, _) = spawn_locker(&path, Mode::Lock);
+        holder.expect("locked");
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let waiter = {
+            let mutex = mutex.clone();
+            std::thread::spawn(move || {
+                tid_tx.send(gettid()).unwrap();
+                done_tx.send(mutex.lock_timeout(Duration::from_secs(30)).map(drop).map_err(|e| e.code())).unwrap();
+            })
+        };
+        wait_until_blocked_in_futex(std::process::id() as i32, tid_rx.recv().unwrap());
+        write_u32(&path, STATE, state);
+        let result = done_rx.recv_timeout(PROMPT).expect("the waiter must notice (hang guard)");
+        waiter.join().unwrap();
+        assert_eq!(result, Err(code), "state {state}");
+        assert_eq!(mutex.try_lock().map(|g| g.is_some()).map_err(|e| e.code()), Err(code), "state {state}, held");
+        holder.kill_and_reap();
     }
 }
 

@@ -282,3 +282,59 @@ fn sixteen_forked_processes_count_to_160000_under_an_anonymous_mutex() {
     assert_eq!(state.acquisitions - before, PROCESSES as u64 * INCREMENTS, "{state:?}");
     assert!(!state.locked && state.owner_deaths == 0 && !state.poisoned, "{state:?}");
 }
+
+/// A child may drop the handles it inherited even when another thread of the parent held the
+/// process-wide registry lock at the fork (the child never gets it back): here a thread opens
+/// and closes another file without pause while the test forks, and each child drops its last
+/// handle to a third file, which unregisters it. A child that hangs fails the test.
+#[test]
+fn a_fork_child_drops_inherited_handles_whatever_other_threads_held() {
+    let _serial = FORKS.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = conformance_support::TempDir::new("fork-registry");
+    let busy_path = dir.join("busy");
+    let victim_path = dir.join("victim");
+    drop(SharedMutex::open(&busy_path).unwrap());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                drop(SharedMutex::open(&busy_path).unwrap());
+            }
+        });
+        let mut hung = 0;
+        for _ in 0..100 {
+            let victim = SharedMutex::open(&victim_path).unwrap();
+            // SAFETY: the child only drops a handle (munmap, close, a registry try-lock) and
+            // calls _exit.
+            match unsafe { fork() }.expect("fork") {
+                ForkResult::Child => {
+                    drop(victim);
+                    exit_child(0);
+                }
+                ForkResult::Parent { child } => {
+                    drop(victim);
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    loop {
+                        match waitpid(child, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
+                            WaitStatus::Exited(_, code) => {
+                                assert_eq!(code, 0);
+                                break;
+                            }
+                            WaitStatus::Signaled(_, signal, _) => panic!("child killed by {signal:?}"),
+                            _ => {}
+                        }
+                        if Instant::now() > deadline {
+                            let _ = kill(child, Signal::SIGKILL);
+                            let _ = waitpid(child, None);
+                            hung += 1;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(hung, 0, "{hung} of 100 children hung dropping an inherited handle");
+    });
+}

@@ -530,3 +530,52 @@ fn c22_processes_map_the_mutex_at_different_addresses() {
     drop(guard);
     assert!(!mutex.state().abandoned);
 }
+
+/// `state().owner.since` of a fresh holder is never earlier than its acquisition: a waiter's (or
+/// `state()`'s) stamp of the previous holder's time that lands after that holder released must
+/// not be inherited. Two threads stamp continuously while a third locks and releases.
+#[test]
+fn owner_since_is_never_older_than_the_acquisition() {
+    let mutex = SharedMutex::anonymous().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // The coarse clock used for stamps lags the precise one by up to a scheduler tick.
+    let slack = Duration::from_millis(15);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = mutex.state();
+                }
+            });
+        }
+        let mut worst = Duration::ZERO;
+        let mut stamped = 0;
+        for _ in 0..150 {
+            std::thread::sleep(Duration::from_millis(25));
+            let before = std::time::SystemTime::now();
+            let guard = mutex.lock().unwrap();
+            if let Some(since) = mutex.state().owner.and_then(|o| o.since) {
+                worst = worst.max(before.duration_since(since).unwrap_or_default());
+                assert!(since <= std::time::SystemTime::now(), "held since a time to come");
+                stamped += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            drop(guard);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(worst <= slack, "a holder was reported held since {worst:?} before it locked");
+        assert!(stamped > 0, "state() stamps the holding time of a lock it sees held");
+    });
+}
+
+/// `Debug` of a handle names its path and its file's (dev, ino), so logs tell handles apart.
+#[test]
+fn debug_output_names_the_path_and_the_file() {
+    let dir = TempDir::new("debug");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let st = nix::sys::stat::fstat(mutex.as_fd()).unwrap();
+    let text = format!("{mutex:?}");
+    assert!(text.contains(&format!("dev_ino: ({}, {})", st.st_dev, st.st_ino)), "{text}");
+    assert!(text.contains("lock"), "{text}");
+}

@@ -120,7 +120,10 @@ fn count(path: &Path, data_path: &Path, iterations: u64) -> i32 {
 
 /// Compiles the C fixture, or says why it cannot.
 fn build_c(dir: &TempDir) -> Result<PathBuf, String> {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    // The C side must use the same C library as this binary: glibc and musl lay the mutex out
+    // differently (the lock word is the first int in glibc, the second in musl).
+    let default_cc = if cfg!(target_env = "musl") { "musl-gcc" } else { "cc" };
+    let cc = std::env::var("CC").unwrap_or_else(|_| default_cc.into());
     if !have_program(&cc) {
         return Err(format!("no C compiler ({cc}) on PATH"));
     }

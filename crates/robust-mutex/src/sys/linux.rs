@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use nix::errno::Errno;
@@ -27,13 +27,32 @@ pub(crate) fn boot_id() -> [u8; 16] {
     out
 }
 
-/// The PID namespace of this process as (st_dev, st_ino) of `/proc/self/ns/pid`, or (0, 0).
-pub(crate) fn pid_namespace() -> (u64, u64) {
+/// The PID namespace of this process as (st_dev, st_ino) of `/proc/self/ns/pid`; `None` when
+/// it cannot be read (no `/proc`): then nothing can show that thread ids are comparable.
+pub(crate) fn pid_namespace() -> Option<(u64, u64)> {
     match nix::sys::stat::stat("/proc/self/ns/pid") {
-        Ok(st) => (st.st_dev as u64, st.st_ino as u64),
-        Err(_) => (0, 0),
+        Ok(st) => Some((st.st_dev as u64, st.st_ino as u64)),
+        Err(_) => None,
     }
 }
+
+/// The inode of this process's PID namespace (0 when unknown), cached: every holder records it
+/// next to its pid and tid, so that a waiter probes a holder's thread only from the same
+/// namespace. Forgotten in a fork child (which `unshare(CLONE_NEWPID)` puts elsewhere).
+#[inline]
+pub(crate) fn pid_namespace_id() -> u64 {
+    let cached = PID_NS.load(Ordering::Relaxed);
+    if cached != UNREAD {
+        return cached;
+    }
+    register_atfork();
+    let ns = pid_namespace().map_or(0, |(_, ino)| ino);
+    PID_NS.store(ns, Ordering::Relaxed);
+    ns
+}
+
+const UNREAD: u64 = u64::MAX;
+static PID_NS: AtomicU64 = AtomicU64::new(UNREAD);
 
 // glibc no longer caches getpid() and gettid() is always a syscall; the lock fast path records
 // both, so they are cached here and refreshed in the child after fork().
@@ -42,14 +61,24 @@ thread_local! {
     static TID: Cell<i32> = const { Cell::new(0) };
 }
 static ATFORK: Once = Once::new();
+static IN_FORK_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// True in a process created by `fork()` from a process that used this library: locks that
+/// another thread of the parent held at the fork stay locked forever here.
+pub(crate) fn in_fork_child() -> bool {
+    IN_FORK_CHILD.load(Ordering::Relaxed)
+}
 
 extern "C" fn forget_ids_in_child() {
     PID.store(0, Ordering::Relaxed);
+    PID_NS.store(UNREAD, Ordering::Relaxed);
+    IN_FORK_CHILD.store(true, Ordering::Relaxed);
     // The forking thread is the child's only thread and runs this handler.
     TID.with(|t| t.set(0));
 }
 
-fn register_atfork() {
+/// Registers the fork-child handler (once): before anything a child could inherit exists.
+pub(crate) fn register_atfork() {
     ATFORK.call_once(|| {
         // SAFETY: registers a plain extern "C" function with no captured state; it only stores
         // to an atomic and a thread-local, which is async-signal-safe enough for the child side
@@ -114,7 +143,7 @@ pub(crate) fn now(clock: libc::clockid_t) -> libc::timespec {
 /// Adds a duration to a timespec, keeping `tv_nsec` normalised (an unnormalised value makes
 /// the timed lock calls fail with EINVAL, but only when they would block).
 pub(crate) fn timespec_after(base: libc::timespec, delta: std::time::Duration) -> libc::timespec {
-    let mut sec = base.tv_sec.saturating_add(delta.as_secs() as libc::time_t);
+    let mut sec = base.tv_sec.saturating_add(delta.as_secs() as _);
     let mut nsec = base.tv_nsec + delta.subsec_nanos() as libc::c_long;
     if nsec >= 1_000_000_000 {
         nsec -= 1_000_000_000;
@@ -204,10 +233,23 @@ pub(crate) struct RepairLock<'fd> {
 }
 
 impl<'fd> RepairLock<'fd> {
-    /// Blocks until this open file description holds the byte at `offset` exclusively.
-    pub(crate) fn acquire(fd: BorrowedFd<'fd>, offset: libc::off_t) -> Result<Self, Error> {
-        ofd_lock(fd, offset, libc::F_WRLCK as libc::c_short)?;
-        Ok(RepairLock { fd, offset })
+    /// Waits, until `deadline` at the latest (then `Ok(None)`), for this open file description
+    /// to hold the byte at `offset` exclusively. A repair holds it for microseconds; one held
+    /// past the deadline belongs to a stopped or hung process, and no caller waits on it forever.
+    pub(crate) fn acquire(
+        fd: BorrowedFd<'fd>,
+        offset: libc::off_t,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Self>, Error> {
+        loop {
+            if ofd_lock(fd, offset, libc::F_WRLCK as libc::c_short)? {
+                return Ok(Some(RepairLock { fd, offset }));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 
@@ -217,7 +259,8 @@ impl Drop for RepairLock<'_> {
     }
 }
 
-fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Result<(), Error> {
+/// One non-blocking `F_OFD_SETLK`; `Ok(false)` when another open file description holds it.
+fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Result<bool, Error> {
     // SAFETY: an all-zero flock struct is a valid value (pid must be 0 for OFD locks).
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = kind;
@@ -225,14 +268,15 @@ fn ofd_lock(fd: BorrowedFd<'_>, offset: libc::off_t, kind: libc::c_short) -> Res
     lock.l_start = offset;
     lock.l_len = 1;
     loop {
-        // SAFETY: F_OFD_SETLKW takes a pointer to a valid flock struct, which `lock` is.
-        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &lock) };
+        // SAFETY: F_OFD_SETLK takes a pointer to a valid flock struct, which `lock` is.
+        let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
         if rc == 0 {
-            return Ok(());
+            return Ok(true);
         }
         match Errno::last() {
             Errno::EINTR => continue,
-            e => return Err(Error::os("fcntl(F_OFD_SETLKW)", None, e)),
+            Errno::EAGAIN | Errno::EACCES => return Ok(false),
+            e => return Err(Error::os("fcntl(F_OFD_SETLK)", None, e)),
         }
     }
 }
@@ -257,17 +301,14 @@ pub(crate) fn futex_wake(word: *const std::sync::atomic::AtomicU32, count: i32) 
     unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, count, 0usize, 0usize, 0u32) };
 }
 
-/// Sleeps while `*word == expected`, at most `timeout` (measured on CLOCK_MONOTONIC by the
-/// kernel), until a FUTEX_WAKE on the word. Returns early on a changed value or a signal; the
-/// caller re-reads the word either way.
-pub(crate) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
-    let relative = libc::timespec {
-        tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as _,
+/// Sleeps on a process-shared futex word while it holds `expected`, for at most `timeout`
+/// (relative, so measured on CLOCK_MONOTONIC), or until woken. Spurious returns are allowed.
+pub(crate) fn futex_wait(word: *const std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: `word` is a live, aligned futex word (a reference); the timeout is a valid relative
-    // timespec on the stack. Shared (non-private) FUTEX_WAIT: other processes wake this word.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &relative as *const libc::timespec, 0usize, 0u32)
-    };
+    // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAIT (the
+    // shared variant) reads it and sleeps; `ts` is a valid relative timespec on the stack.
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, &ts as *const libc::timespec, 0usize, 0u32) };
 }

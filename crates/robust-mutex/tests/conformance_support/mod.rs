@@ -77,11 +77,35 @@ impl Helper {
     /// Like [`spawn`](Self::spawn), with the given stdin (for example one end of a start barrier
     /// pipe shared by several helpers); [`send`](Self::send) is then unavailable.
     pub fn spawn_with_stdin(role: &str, args: &[String], stdin: Stdio) -> Helper {
-        let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+        Helper::spawn_command(&[], role, args, stdin, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables (test hooks).
+    pub fn spawn_with_env(role: &str, args: &[String], env: &[(&str, &str)]) -> Helper {
+        Helper::spawn_command(&[], role, args, Stdio::piped(), env)
+    }
+
+    /// Like [`spawn`](Self::spawn), under `wrapper` (for example `["unshare", "--pid",
+    /// "--fork"]`): the wrapper's arguments come first, then this binary and its arguments.
+    pub fn spawn_wrapped(wrapper: &[&str], role: &str, args: &[String]) -> Helper {
+        Helper::spawn_command(wrapper, role, args, Stdio::piped(), &[])
+    }
+
+    fn spawn_command(wrapper: &[&str], role: &str, args: &[String], stdin: Stdio, env: &[(&str, &str)]) -> Helper {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
         cmd.args([ENTRY, "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
             .env(ROLE_ENV, role)
             .env(ARGS_ENV, args.join("\n"))
             .env("RUST_BACKTRACE", "0")
+            .envs(env.iter().copied())
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
