@@ -4,8 +4,8 @@
 // this file turns its errors into typed Error subclasses, wires AbortSignal and timeouts, runs the
 // onOwnerDied hook and makes guards disposable (`using guard = mutex.lockSync()`).
 
-import * as binding from './binding'
-import { NativeCancel } from './binding'
+import * as binding from './native'
+import { NativeCancel } from './native'
 import type { NativeOwner, NativeState } from './binding'
 
 // Raw Node-API twins of `tryLock` / `release` registered by the addon's module init (see
