@@ -1,7 +1,7 @@
 // The smoke scenario, shared by the CommonJS and ESM entry points (each passes the SharedMutex
 // class it imported its own way): lock, contend, see a SIGKILLed holder's ownerDied, recover.
 const { spawn } = require('node:child_process')
-const { mkdtempSync, rmSync } = require('node:fs')
+const { mkdtempSync, readFileSync, rmSync } = require('node:fs')
 const { tmpdir } = require('node:os')
 const { join } = require('node:path')
 
@@ -20,6 +20,12 @@ function startHolder(path) {
     })
     child.on('exit', (code, signal) => reject(new Error(`holder exited early (${code ?? signal})`)))
   })
+}
+
+/** The addon file this process mapped (which platform package was loaded). */
+function loadedAddon() {
+  const line = readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => /robust-mutex\.[\w-]+\.node$/.test(l))
+  return line ? line.split(/\s+/).pop() : null
 }
 
 async function run(SharedMutex, UnsupportedError, label) {
@@ -50,7 +56,11 @@ async function run(SharedMutex, UnsupportedError, label) {
     again.release()
     mutex.close()
     SharedMutex.destroy(path)
-    console.log(`smoke ${label}: ok (${process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}`}, ${process.arch}; ownerDied seen ${ms.toFixed(1)} ms after SIGKILL)`)
+    const addon = loadedAddon()
+    const expected = process.env.SMOKE_EXPECT_ADDON
+    check(!expected || (addon && addon.endsWith(`/${expected}`)), `${label}: loaded ${addon}, expected ${expected}`)
+    const runtime = process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}`
+    console.log(`smoke ${label}: ok (${runtime}, ${process.arch}, ${addon?.split('/').pop()}; ownerDied ${ms.toFixed(1)} ms after SIGKILL)`)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -33,7 +33,7 @@ try {
   SharedMutex.destroy(path)
   const unsupported: typeof UnsupportedError = UnsupportedError
   check(typeof unsupported === 'function', 'UnsupportedError is not exported')
-  console.log(`smoke ts: ok (${process.version}, ${process.arch})`)
+  console.log(`smoke ts: ok (${process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}`}, ${process.arch})`)
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
