@@ -3,7 +3,8 @@
 // machine of the platform, stripped (no .symtab), glibc builds needing no GLIBC_ symbol version
 // above 2.17, musl builds needing musl's libc and no glibc symbol. Prints one line per binary
 // (size, glibc floor). `--expect-too-new FILE` instead asserts that FILE needs glibc > 2.17: the
-// same check run on a host build, to show it can fail.
+// same check run on a host build, to show it can fail. `--only RUST_TARGET` checks that target's
+// binary alone (a release build job has only its own).
 import { execFileSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -39,7 +40,13 @@ if (process.argv[2] === '--expect-too-new') {
   else console.log(`check-binaries: the check flags ${file} (needs GLIBC_${maxGlibc.join('.')})`)
 } else {
   const machines = { x64: 'Advanced Micro Devices X86-64', arm64: 'AArch64' }
-  for (const platform of readdirSync(join(root, 'npm')).sort()) {
+  let platforms = readdirSync(join(root, 'npm')).sort()
+  if (process.argv[2] === '--only') {
+    const [, cpu, abi] = /^(x86_64|aarch64)-unknown-linux-(gnu|musl)$/.exec(process.argv[3] ?? '') ?? []
+    if (!cpu) failures.push(`--only: not a known target: ${process.argv[3]}`)
+    platforms = cpu ? [`linux-${cpu === 'x86_64' ? 'x64' : 'arm64'}-${abi}`] : []
+  }
+  for (const platform of platforms) {
     const [, arch, abi] = /^linux-(x64|arm64)-(gnu|musl)$/.exec(platform) ?? []
     if (!arch) {
       failures.push(`npm/${platform}: not a known platform`)
