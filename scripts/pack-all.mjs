@@ -10,7 +10,7 @@
 // carries its addon and licenses, the main one carries no addon and no install-time script.
 
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -37,7 +37,11 @@ mkdirSync(dist, { recursive: true })
 
 // Stage the main package: package.json, README and the files it lists except built addons (a
 // development build in the repository root must not be published; a git install builds its own).
-cpSync(join(root, 'package.json'), join(stage, 'package.json'))
+// The published manifest drops `prepare`: it builds from source, which a git install needs and a
+// registry install must never attempt (npm 11 lists it among the scripts a user may approve).
+const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+delete manifest.scripts.prepare
+writeFileSync(join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
 cpSync(join(root, 'README.md'), join(stage, 'README.md'))
 for (const file of pkg.files) {
   if (file.includes('*')) continue
@@ -82,8 +86,8 @@ if (mainFiles.some((f) => f.endsWith('.node'))) fail(`${main.filename} carries a
 for (const want of ['index.js', 'index.d.ts', 'native.js', 'binding.js', 'LICENSE-MIT', 'LICENSE-APACHE', 'README.md']) {
   if (!mainFiles.includes(want)) fail(`${main.filename} lacks ${want}`)
 }
-for (const hook of ['preinstall', 'install', 'postinstall']) {
-  if (staged.scripts?.[hook]) fail(`the main package has an install-time script "${hook}"`)
+for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {
+  if (staged.scripts?.[hook]) fail(`the published main package has the install-time script "${hook}"`)
 }
 written.unshift(main)
 
