@@ -41,7 +41,7 @@ fi
 
 musl_version() { { /lib/ld-musl-$machine.so.1 2>&1 || true; } | sed -n 's/^Version //p'; }
 if [ ! -e /lib/ld-musl-$machine.so.1 ] || [ "$(printf '%s\n' 1.2.4 "$(musl_version)" | sort -V | head -n1)" != 1.2.4 ]; then
-  echo "system-deps: installing musl >= 1.2.4 from Debian 13 (found: $(musl_version 2>/dev/null || echo none))" >&2
+  echo "system-deps: installing musl >= 1.2.4 from Debian 13 (found: $(musl_version | grep . || echo none))" >&2
   (mkdir -p "$apt_dir/debs" && cd "$apt_dir/debs" && rm -f musl_*_"$deb_arch".deb && trixie download -qq "musl:$deb_arch")
   dpkg -i "$apt_dir"/debs/musl_*_"$deb_arch".deb >/dev/null
   echo "system-deps: musl $(musl_version)" >&2
