@@ -9,8 +9,8 @@
 
 import { fileURLToPath } from 'node:url'
 
-import * as binding from './binding'
-import type { NativeOwner, NativeState } from './binding'
+import * as binding from './native'
+import type { NativeCancel, NativeOwner, NativeState } from './binding'
 import {
   AbortError,
   BusyError,
@@ -424,7 +424,7 @@ export class SharedMutex implements Disposable {
   /** Pending lock() calls, served in arrival order. */
   readonly #queue: Waiter[] = []
   /** The native watch in flight, if any. */
-  #watch: binding.NativeCancel | null = null
+  #watch: NativeCancel | null = null
   /** A watch was stopped: its last wake may be owed to another waiter. */
   #stoppedWatch = false
   /** Guards of this handle currently held (their release serves the queue). */
