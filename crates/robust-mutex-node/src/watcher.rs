@@ -14,6 +14,9 @@ use robust_mutex::{CancelToken, SharedMutex};
 
 use crate::errors::{coded, to_napi};
 
+/// A watch needs little stack (a futex wait and a few checks); the default is 2 MiB per thread.
+const WATCHER_STACK: usize = 128 * 1024;
+
 /// Settles a watch on the JS thread.
 pub(crate) type Resolver = Box<dyn FnOnce(Env) -> napi::Result<()> + Send>;
 
@@ -35,17 +38,24 @@ impl Watcher {
     pub(crate) fn submit(&mut self, mutex: &SharedMutex, watch: Watch) -> napi::Result<()> {
         self.tokens.retain(|t| !t.is_cancelled());
         self.tokens.push(watch.cancel.clone());
-        if self.requests.is_none() {
-            let (tx, rx) = mpsc::channel();
-            let mutex = mutex.clone();
-            std::thread::Builder::new()
-                .name("robust-mutex-watch".into())
-                .spawn(move || serve(mutex, rx))
-                .map_err(|e| coded("EAGAIN", format!("cannot start the watcher thread: {e}")))?;
-            self.requests = Some(tx);
-        }
-        let requests = self.requests.as_ref().expect("just started");
-        requests.send(watch).map_err(|_| coded("EAGAIN", "the watcher thread is gone"))
+        let watch = match &self.requests {
+            Some(requests) => match requests.send(watch) {
+                Ok(()) => return Ok(()),
+                // The thread is gone (it cannot be, short of a panic): start another.
+                Err(mpsc::SendError(watch)) => watch,
+            },
+            None => watch,
+        };
+        let (tx, rx) = mpsc::channel();
+        let mutex = mutex.clone();
+        std::thread::Builder::new()
+            .name("robust-mutex-watch".into())
+            .stack_size(WATCHER_STACK)
+            .spawn(move || serve(mutex, rx))
+            .map_err(|e| coded("EAGAIN", format!("cannot start the watcher thread: {e}")))?;
+        tx.send(watch).map_err(|_| coded("EAGAIN", "the watcher thread is gone"))?;
+        self.requests = Some(tx);
+        Ok(())
     }
 
     /// A watch is still running for JavaScript.
