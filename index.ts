@@ -89,8 +89,8 @@ export interface MutexState {
 /** A returned promise (an async hook) is awaited by `lock()`. */
 export type OwnerDiedHook = (info: OwnerInfo | null) => unknown
 
-/** A path as `fs` takes it: a string, a Buffer, or a `file:` URL. */
-export type PathLike = string | Buffer | URL
+/** A path as `fs` takes it: a string, a Buffer (any Uint8Array), or a `file:` URL. */
+export type PathLike = string | Uint8Array | URL
 
 export interface OpenOptions {
   /** Permission bits of a created file: an integer in 0..0o777 without bits for others to write. Default 0o600. */
@@ -253,9 +253,9 @@ interface Waiter {
 
 // Only this module constructs handles and guards: a forged one could alias another's lock.
 const INTERNAL: unique symbol = Symbol('robust-mutex internal')
-// Lets a guard tell its mutex that the lock is free again (to serve queued lock() calls).
+/** Lets a guard tell its mutex that the lock is free again (to serve queued lock() calls). @internal */
 const RELEASED: unique symbol = Symbol('robust-mutex released')
-// Asks a guard to register for the collected-while-held warning if it is still held.
+/** Asks a guard to register for the collected-while-held warning if it is still held. @internal */
 const TRACK: unique symbol = Symbol('robust-mutex track')
 
 // A guard collected while still held keeps its lock held (the critical section never
@@ -820,5 +820,7 @@ export class SharedMutex implements Disposable {
   }
 }
 
-/** The version of the loaded native addon. */
-export { bindingVersion } from './binding'
+/** The version of the loaded native addon, e.g. `"0.1.0"`. */
+export function bindingVersion(): string {
+  return binding.bindingVersion()
+}
