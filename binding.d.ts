@@ -109,12 +109,6 @@ export declare function open(path: string | Buffer, options?: NativeOpenOptions 
 /** Panics on purpose, to test that no panic crosses into Node (it becomes an exception). */
 export declare function panicForTesting(): void
 
-/**
- * Wakes one sleeper on the lock: for a watch that returned but whose caller no longer wants
- * the lock (it was aborted or timed out meanwhile).
- */
-export declare function passWake(handle: number): void
-
 /** The path, or null for anonymous and inherited mutexes. */
 export declare function pathOf(handle: number): string | null
 

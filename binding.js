@@ -848,7 +848,6 @@ module.exports.isStale = nativeBinding.isStale
 module.exports.lockSync = nativeBinding.lockSync
 module.exports.open = nativeBinding.open
 module.exports.panicForTesting = nativeBinding.panicForTesting
-module.exports.passWake = nativeBinding.passWake
 module.exports.pathOf = nativeBinding.pathOf
 module.exports.release = nativeBinding.release
 module.exports.reset = nativeBinding.reset

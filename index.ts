@@ -390,9 +390,13 @@ function runHolding<T>(guard: LockGuard, fn: (guard: LockGuard) => T | Promise<T
     release()
     return Promise.reject(err)
   }
-  if (isThenable(result)) return Promise.resolve(result).finally(release)
-  release()
-  return Promise.resolve(result)
+  if (result === null || (typeof result !== 'object' && typeof result !== 'function')) {
+    release()
+    return Promise.resolve(result)
+  }
+  // An object may be a thenable; reading its `then` runs user code (a getter, a Proxy) that may
+  // throw: resolve() turns that into a rejection, and the lock is released either way.
+  return new Promise<T>((resolve) => resolve(result)).finally(release)
 }
 
 type GuardConstructor = new (key: symbol, mutex: SharedMutex, handle: number, token: number) => LockGuard
@@ -425,10 +429,10 @@ export class SharedMutex implements Disposable {
   readonly #queue: Waiter[] = []
   /** The native watch in flight, if any. */
   #watch: NativeCancel | null = null
-  /** A watch was stopped: its last wake may be owed to another waiter. */
-  #stoppedWatch = false
   /** Guards of this handle currently held (their release serves the queue). */
   #holding = 0
+  /** A microtask will serve the queue. */
+  #serveScheduled = false
 
   private constructor(key: symbol, handle: number, onOwnerDied: OwnerDiedHook | undefined) {
     if (key !== INTERNAL) throw new TypeError('use SharedMutex.open(), anonymous() or fromFd()')
@@ -475,7 +479,8 @@ export class SharedMutex implements Disposable {
 
   /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). */
   static fromFd(fd: number, options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
-    if (!Number.isInteger(fd) || fd < 0) throw new TypeError('fd must be a non-negative integer')
+    if (typeof fd !== 'number' || !Number.isInteger(fd)) throw new TypeError('fd must be an integer')
+    if (fd < 0 || fd > 0x7fff_ffff) throw new RangeError(`fd must be a file descriptor (0..2^31-1), got ${fd}`)
     const hook = checkHook(checkObject(options, 'options')?.onOwnerDied)
     return new SharedMutex(INTERNAL, native(() => binding.fromFd(fd)), hook)
   }
@@ -640,8 +645,6 @@ export class SharedMutex implements Disposable {
     if (this.#closed) return
     if (this.#queue.length !== 0) throw new BusyError('a lock() of this handle is still pending')
     this.#stopWatching()
-    // A watch stopped just as the lock was freed may have consumed a wake meant for another.
-    if (this.#stoppedWatch) binding.passWake(this.#handle)
     native(() => binding.close(this.#handle))
     this.#closed = true
     closeUnreachable.unregister(this)
@@ -656,10 +659,22 @@ export class SharedMutex implements Disposable {
     }
   }
 
-  /** A guard of this handle was released or handed back: serve the queue. @internal */
+  /**
+   * A guard of this handle was released or handed back: serve the queue, in a microtask. Taking
+   * the lock for the next waiter inside release() would make this thread hold it before that
+   * waiter's guard exists: `release(); process.exit()` would then end this thread holding a lock
+   * nobody used, and the next locker would be told of a death in a critical section.
+   * @internal
+   */
   [RELEASED](): void {
     this.#holding--
-    if (this.#queue.length !== 0) this.#serve()
+    if (this.#queue.length !== 0 && !this.#serveScheduled) {
+      this.#serveScheduled = true
+      queueMicrotask(() => {
+        this.#serveScheduled = false
+        if (!this.#closed) this.#serve()
+      })
+    }
   }
 
   /** The native handle; slots are reused after close, so a closed handle must never be used. */
@@ -683,15 +698,17 @@ export class SharedMutex implements Disposable {
   #admitSync(token: number): LockGuard {
     const guard = this.#guard(token)
     if (!guard.ownerDied || !this.#onOwnerDied) return guard
-    let result: unknown
+    let thenable: boolean
     try {
-      result = this.#onOwnerDied(guard.deadOwner)
+      const result = this.#onOwnerDied(guard.deadOwner)
+      // Inside the try: reading `then` runs user code that may throw (a getter, a Proxy).
+      thenable = isThenable(result)
+      if (thenable) Promise.resolve(result).catch(() => {})
     } catch (err) {
       throw this.#poisoned(guard, err)
     }
-    if (isThenable(result)) {
+    if (thenable) {
       // Cannot be awaited here: give the lock back, its owner death still to be reported.
-      Promise.resolve(result).catch(() => {})
       guard.handBack()
       throw new TypeError('onOwnerDied returned a promise: lockSync() and tryLock() cannot await it; use lock()')
     }
@@ -786,17 +803,21 @@ export class SharedMutex implements Disposable {
   #startWatching(): void {
     if (this.#watch) return
     const cancel = new binding.NativeCancel()
+    let watching: Promise<void>
+    try {
+      watching = binding.watch(this.#handle, cancel)
+    } catch (err) {
+      // No watcher thread (EAGAIN): nobody could ever wake these waiters.
+      this.#failAll(translate(err))
+      return
+    }
     this.#watch = cancel
-    binding.watch(this.#handle, cancel).then(
+    watching.then(
       () => {
-        if (this.#watch !== cancel) {
-          // Stopped meanwhile: hand the wake that ended this watch on to another waiter.
-          if (!this.#closed) binding.passWake(this.#handle)
-          return
-        }
+        // (The watch already passed on the wake that ended it.)
+        if (this.#watch !== cancel) return // stopped meanwhile
         this.#watch = null
-        if (this.#queue.length === 0) binding.passWake(this.#handle)
-        else this.#serve()
+        if (this.#queue.length !== 0 && !this.#closed) this.#serve()
       },
       (err: unknown) => {
         if (this.#watch !== cancel) return // cancelled by us
@@ -812,11 +833,19 @@ export class SharedMutex implements Disposable {
     )
   }
 
+  /** Rejects every queued waiter with `err`. */
+  #failAll(err: unknown): void {
+    for (const waiter of this.#queue.splice(0)) {
+      this.#forget(waiter)
+      waiter.reject(err)
+    }
+    this.#stopWatching()
+  }
+
   #stopWatching(): void {
     if (!this.#watch) return
     this.#watch.cancel()
     this.#watch = null
-    this.#stoppedWatch = true
   }
 }
 

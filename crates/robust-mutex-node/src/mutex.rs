@@ -277,16 +277,6 @@ pub fn watch<'env>(env: &'env Env, handle: u32, cancel: &NativeCancel) -> Result
     Ok(promise)
 }
 
-/// Wakes one sleeper on the lock: for a watch that returned but whose caller no longer wants
-/// the lock (it was aborted or timed out meanwhile).
-#[napi(catch_unwind)]
-pub fn pass_wake(handle: u32) -> Result<()> {
-    with_handle(handle, |h| {
-        h.mutex.pass_wake();
-        Ok(())
-    })
-}
-
 /// Unlocks the lock of `token` (marking it consistent after an owner death, or poisoned when
 /// `poison`). ERELEASED if the token was already released. (`releaseFast` is its raw twin.)
 #[napi(catch_unwind)]

@@ -1,13 +1,19 @@
-//! The per-handle watcher thread: a contended `lock()` waits here for the lock to be *free*,
-//! never on the libuv pool and never on the JS thread; the JS thread then takes the lock itself.
+//! The watcher threads: a contended `lock()` waits here for the lock to be *free*, never on the
+//! libuv pool and never on the JS thread; the JS thread then takes the lock itself.
 //!
-//! The watcher never acquires, so a hold always has one owner, the JS thread that will release
+//! A watcher never acquires, so a hold always has one owner, the JS thread that will release
 //! it: an abort, a timeout, a worker's termination, `close()` or garbage collection only stops a
-//! watch, and there is never a grant to give back. (`SharedMutex::wait_released` passes on a
-//! wake that a cancelled watch consumed.) Each watch settles a napi deferred (a threadsafe
-//! function), which keeps the event loop alive while it is pending and only then.
+//! watch, and there is never a grant to give back. (`SharedMutex::wait_released` passes on the
+//! wake that ended a watch.) Each watch settles a napi deferred (a threadsafe function), which
+//! keeps the event loop alive while it is pending and only then.
+//!
+//! The threads form one pool per process: a watch occupies a thread while it sleeps on the
+//! lock word, and a thread idle for `IDLE_EXIT` ends, so handles that were contended once keep
+//! no thread.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use napi::{Env, JsDeferred};
 use robust_mutex::{CancelToken, SharedMutex};
@@ -16,6 +22,9 @@ use crate::errors::{coded, to_napi};
 
 /// A watch needs little stack (a futex wait and a few checks); the default is 2 MiB per thread.
 const WATCHER_STACK: usize = 128 * 1024;
+
+/// A pool thread with nothing to watch for this long ends.
+const IDLE_EXIT: Duration = Duration::from_secs(5);
 
 /// Settles a watch on the JS thread.
 pub(crate) type Resolver = Box<dyn FnOnce(Env) -> napi::Result<()> + Send>;
@@ -26,35 +35,19 @@ pub(crate) struct Watch {
     pub deferred: JsDeferred<(), Resolver>,
 }
 
-/// A handle's watcher thread, started on first use; it ends when the handle is closed.
+/// A handle's watches: their cancel tokens, to stop them at close or environment teardown.
 #[derive(Default)]
 pub(crate) struct Watcher {
-    requests: Option<Sender<Watch>>,
-    /// Cancel tokens of watches not yet finished (the thread cancels a token when it finishes).
+    /// Tokens of watches not yet finished (a pool thread cancels a token when it finishes).
     tokens: Vec<CancelToken>,
 }
 
 impl Watcher {
     pub(crate) fn submit(&mut self, mutex: &SharedMutex, watch: Watch) -> napi::Result<()> {
         self.tokens.retain(|t| !t.is_cancelled());
-        self.tokens.push(watch.cancel.clone());
-        let watch = match &self.requests {
-            Some(requests) => match requests.send(watch) {
-                Ok(()) => return Ok(()),
-                // The thread is gone (it cannot be, short of a panic): start another.
-                Err(mpsc::SendError(watch)) => watch,
-            },
-            None => watch,
-        };
-        let (tx, rx) = mpsc::channel();
-        let mutex = mutex.clone();
-        std::thread::Builder::new()
-            .name("robust-mutex-watch".into())
-            .stack_size(WATCHER_STACK)
-            .spawn(move || serve(mutex, rx))
-            .map_err(|e| coded("EAGAIN", format!("cannot start the watcher thread: {e}")))?;
-        tx.send(watch).map_err(|_| coded("EAGAIN", "the watcher thread is gone"))?;
-        self.requests = Some(tx);
+        let token = watch.cancel.clone();
+        pool().submit(Job { mutex: mutex.clone(), watch })?;
+        self.tokens.push(token);
         Ok(())
     }
 
@@ -71,19 +64,87 @@ impl Watcher {
 }
 
 impl Drop for Watcher {
-    /// The handle is closed: stop the watches; the thread ends once its channel is empty.
+    /// The handle is closed: stop its watches.
     fn drop(&mut self) {
         self.stop_all();
     }
 }
 
-fn serve(mutex: SharedMutex, requests: Receiver<Watch>) {
-    while let Ok(Watch { cancel, deferred }) = requests.recv() {
-        let result = mutex.wait_released(None, &cancel);
-        cancel.cancel(); // finished: no longer counts as busy
-        match result {
-            Ok(()) => deferred.resolve(Box::new(|_| Ok(()))),
-            Err(err) => deferred.reject(to_napi(err)),
+struct Job {
+    mutex: SharedMutex,
+    watch: Watch,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job.
+    waiting: usize,
+}
+
+#[derive(Default)]
+struct Pool {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(Pool::default)
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands the job to a waiting thread, or starts one when every thread is busy.
+    fn submit(&'static self, job: Job) -> napi::Result<()> {
+        let mut queue = self.lock();
+        queue.jobs.push_back(job);
+        if queue.jobs.len() <= queue.waiting {
+            self.ready.notify_one();
+            return Ok(());
         }
+        let spawned = std::thread::Builder::new()
+            .name("robust-mutex-watch".into())
+            .stack_size(WATCHER_STACK)
+            .spawn(move || self.serve());
+        if let Err(e) = spawned {
+            // The job was just queued and no thread can take it: drop it (the caller rejects).
+            queue.jobs.pop_back();
+            return Err(coded("EAGAIN", format!("cannot start a watcher thread: {e}")));
+        }
+        Ok(())
+    }
+
+    fn serve(&self) {
+        let mut queue = self.lock();
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                drop(queue);
+                run(job);
+                queue = self.lock();
+                continue;
+            }
+            queue.waiting += 1;
+            let (guard, timeout) =
+                self.ready.wait_timeout(queue, IDLE_EXIT).unwrap_or_else(|poisoned| poisoned.into_inner());
+            queue = guard;
+            queue.waiting -= 1;
+            // Only with the queue empty, under its lock: a job queued meanwhile is still served.
+            if timeout.timed_out() && queue.jobs.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+fn run(Job { mutex, watch: Watch { cancel, deferred } }: Job) {
+    let result = mutex.wait_released(None, &cancel);
+    cancel.cancel(); // finished: no longer counts as busy
+    match result {
+        Ok(()) => deferred.resolve(Box::new(|_| Ok(()))),
+        Err(err) => deferred.reject(to_napi(err)),
     }
 }

@@ -161,6 +161,8 @@ impl SharedMutex {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d: Duration| d.as_nanos() as u64);
         header.owner_since_ns.store(since_ns, Ordering::Relaxed);
+        // The next acquirer counts this death again: un-count ours (only the holder writes it).
+        header.owner_deaths.store(header.owner_deaths.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
         let _ = header.state.compare_exchange(
             State::Ready as u32,
             State::Abandoned as u32,

@@ -23,8 +23,9 @@ impl SharedMutex {
     ///
     /// Fails with [`Error::Timeout`] after `deadline`, [`Error::Cancelled`] (within one 100 ms
     /// slice), [`Error::NotRecoverable`] when the mutex is poisoned, [`Error::Stale`] when it was
-    /// retired or its file replaced. A wait that ends without the caller acquiring must be
-    /// followed by [`pass_wake`](Self::pass_wake) (cancellation and timeouts do it here).
+    /// retired or its file replaced. Every return passes on the wake that may have ended the
+    /// wait (see [`pass_wake`](Self::pass_wake)), so a caller that then does not acquire strands
+    /// no other sleeper.
     ///
     /// ```
     /// use robust_mutex::{CancelToken, SharedMutex};
@@ -41,10 +42,12 @@ impl SharedMutex {
     pub fn wait_released(&self, deadline: Option<Instant>, cancel: &CancelToken) -> Result<(), Error> {
         let wait = Wait { deadline, cancel: Some(cancel), purpose: Purpose::Acquire, path: self.path() };
         let result = self.inner.wait_slices(&wait, |raw, slice| Ok(raw.wait_released_slice(slice).then_some(())));
-        if result.is_err() {
-            // We may have been the sleeper an unlock woke just before giving up.
-            self.pass_wake();
-        }
+        // The unlock (or the kernel, for a dead holder) wakes one sleeper, and it may have been
+        // us. Whether or not our caller goes on to acquire — it may give up, or its process may
+        // exit first — hand that wake on at once, so that no other sleeper (a C-library one
+        // waits without a time limit) is left asleep on a free lock. At worst one extra sleeper
+        // wakes, finds the lock taken and sleeps again.
+        self.pass_wake();
         result
     }
 

@@ -116,10 +116,11 @@ fn watch_honours_its_deadline_and_poison() {
     assert!(matches!(mutex.try_acquire_raw_after_wait(), Err(Error::NotRecoverable)));
 }
 
-/// The unlock woke the watcher (FIFO among equal sleepers), which then gave up: without the
-/// wake passed on, the C-library sleeper would sleep forever.
+/// The unlock woke the watcher (FIFO among equal sleepers), whose caller then never acquires
+/// (it gave up, or its process exited): unless the watch itself passed the wake on, the
+/// C-library sleeper would sleep forever on a free lock.
 #[test]
-fn a_watcher_that_gives_up_passes_the_wake_to_a_c_library_sleeper() {
+fn a_watcher_whose_caller_never_acquires_leaves_no_c_library_sleeper_stranded() {
     let mutex = SharedMutex::anonymous().unwrap();
     let held = mutex.lock().unwrap();
     let (watcher_tid, watched) = spawn_watcher(&mutex, None);
@@ -128,8 +129,7 @@ fn a_watcher_that_gives_up_passes_the_wake_to_a_c_library_sleeper() {
     wait_until_blocked_in_futex(my_pid(), sleeper_tid);
     drop(held);
     watched.recv_timeout(PROMPT).expect("watcher never returned").unwrap();
-    // The caller decides not to acquire after all (its request was aborted).
-    mutex.pass_wake();
+    // The caller does not acquire after all (its request was aborted, its process exited).
     assert_eq!(slept.recv_timeout(PROMPT).expect("the C sleeper was stranded"), 0);
 }
 
@@ -182,4 +182,5 @@ fn an_unused_owner_died_acquisition_handed_back_is_reported_to_the_next_acquirer
     });
     assert_eq!(next, (true, Some(holder_pid)));
     assert!(!mutex.state().abandoned, "reported once, then healthy");
+    assert_eq!(mutex.state().owner_deaths, 1, "one death, counted once");
 }
