@@ -45,3 +45,42 @@ test.serial('a C pthread_mutex_lock sleeper is woken promptly when the lock is f
   t.log(`C acquired ${latencies.join(', ')} ms after the lock was freed`)
   t.true(latencies.every((ms) => ms < 1000), `C slept on a free lock: ${latencies.join(', ')} ms`)
 })
+
+test.serial('a Node waiter that exits after its watcher consumed the wake does not leave a C sleeper asleep on a free lock', async (t) => {
+  if (!C) return t.pass('no C compiler')
+  const outcomes: string[] = []
+  for (let round = 0; round < 4; round++) {
+    const p = path.join(dir, `exit${round}.lock`)
+    const h = node(`const m = SharedMutex.open(${JSON.stringify(p)}); const g = m.lockSync(); console.log('locked');
+      process.stdin.on('end', () => { g.release(); process.exit(0) }); process.stdin.resume()`)
+    await h.line('holder')
+    // N waits with lock(); told to, it is busy for 500 ms and then exits (it no longer wants the lock).
+    const n = node(`const m = SharedMutex.open(${JSON.stringify(p)});
+      m.lock().then((g) => { g.release() });
+      console.log('pending');
+      process.stdin.setEncoding('utf8').on('data', (d) => { if (d.includes('block')) { console.log('blocking');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500); process.exit(0) } })`)
+    await n.line('N pending')
+    await sleep(300)
+    const c = run(C, [p])
+    await c.line('C start')
+    await sleep(3)
+    n.proc.stdin!.write('block\n')
+    await n.line('N blocking')
+    const t0 = nowMs()
+    h.proc.stdin!.end() // H releases: the lock is free
+    await n.exited
+    let outcome: string
+    try {
+      const acquired = await c.line('C acquired', 3_000)
+      outcome = `${Math.round(Number(acquired.split(' ')[2]) - t0)} ms`
+    } catch {
+      outcome = 'never'
+    }
+    outcomes.push(outcome)
+    c.proc.kill('SIGKILL')
+    await Promise.all([h.exited, c.exited])
+  }
+  t.log(`C acquired after: ${outcomes.join(', ')} (the lock was free all along)`)
+  t.false(outcomes.includes('never'), `C slept on a free lock: ${outcomes.join(', ')}`)
+})
