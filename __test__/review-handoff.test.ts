@@ -45,3 +45,20 @@ test('a worker that releases and exits with a queued lock() is no owner death', 
   g.release()
   m.close()
 })
+
+test('tryLock() right after a release that served a queued lock() returns null instead of throwing DeadlockError', async (t) => {
+  const m = SharedMutex.open(path.join(dir, 'trylock.lock'))
+  const g = m.lockSync()
+  const queued = m.lock()
+  g.release() // the queued lock() is granted (its guard comes in a later microtask)
+  let outcome: unknown
+  try {
+    outcome = m.tryLock()
+  } catch (err) {
+    outcome = err
+  }
+  t.log(outcome instanceof Error ? `tryLock threw ${outcome.constructor.name}` : `tryLock returned ${String(outcome)}`)
+  t.is(outcome, null, 'no guard is held by the caller: this thread holds it only for a pending lock()')
+  ;(await queued).release()
+  m.close()
+})
