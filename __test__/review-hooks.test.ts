@@ -76,3 +76,21 @@ test('ownerDeaths counts one death once, even when a tryLock hands it back', asy
   t.is(m.state().ownerDeaths, 1, 'one holder died once')
   m.close()
 })
+
+test('a repair that lockSync() cannot await does not go on running without the lock', async (t) => {
+  const p = fresh()
+  await abandon(p)
+  const observer = SharedMutex.open(p)
+  let lockedDuringRepair: boolean | undefined
+  // A bound async function (or one compiled to ES2015 generators) is not an `AsyncFunction`:
+  // lockSync() calls it, sees the promise, hands the lock back and throws TypeError, while the
+  // repair it started goes on.
+  const repair = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    lockedDuringRepair = observer.state().locked // the repair's second half
+  }
+  const m = SharedMutex.open(p, { onOwnerDied: repair.bind(null) })
+  t.throws(() => m.lockSync(), { instanceOf: TypeError })
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.true(lockedDuringRepair, 'the started repair ran on without the lock (another process may be repairing too)')
+})
