@@ -2,10 +2,12 @@
 // next runs. A plain C `pthread_mutex_lock` sleeper (no slices) then sleeps although the lock is
 // free, for as long as the watching process's event loop is busy.
 import * as path from 'node:path'
+import { Worker } from 'node:worker_threads'
 
 import test from 'ava'
 
-import { cLocker, node, nowMs, run, sleep, tempDir } from './review-helpers'
+import { SharedMutex } from '../index'
+import { cLocker, INDEX, node, nowMs, run, sleep, tempDir } from './review-helpers'
 
 const dir = tempDir()
 const C = cLocker()
@@ -82,5 +84,44 @@ test.serial('a Node waiter that exits after its watcher consumed the wake does n
     await Promise.all([h.exited, c.exited])
   }
   t.log(`C acquired after: ${outcomes.join(', ')} (the lock was free all along)`)
+  t.false(outcomes.includes('never'), `C slept on a free lock: ${outcomes.join(', ')}`)
+})
+
+test.serial('a worker terminated after its watcher consumed the wake does not leave a C sleeper asleep on a free lock', async (t) => {
+  if (!C) return t.pass('no C compiler')
+  const outcomes: string[] = []
+  for (let round = 0; round < 4; round++) {
+    const p = path.join(dir, `term${round}.lock`)
+    const holder = SharedMutex.open(p)
+    const held = holder.lockSync()
+    const blocker = new Int32Array(new SharedArrayBuffer(4))
+    const w = new Worker(`const { SharedMutex } = require(${JSON.stringify(INDEX)}); const { parentPort, workerData } = require('node:worker_threads')
+      const m = SharedMutex.open(${JSON.stringify(p)}); m.lock().then((g) => g.release()); parentPort.postMessage('pending')
+      parentPort.on('message', () => { parentPort.postMessage('blocking'); Atomics.wait(workerData, 0, 0, 100000) })`, { eval: true, workerData: blocker })
+    w.on('error', () => {})
+    const next = () => new Promise((resolve) => w.once('message', resolve))
+    await next()
+    await sleep(300)
+    const c = run(C, [p])
+    await c.line('C start')
+    await sleep(3)
+    w.postMessage('block')
+    await next()
+    held.release() // the lock is free
+    await sleep(20)
+    await w.terminate() // the worker no longer wants it
+    let outcome: string
+    try {
+      await c.line('C acquired', 3_000)
+      outcome = 'acquired'
+    } catch {
+      outcome = 'never'
+    }
+    outcomes.push(outcome)
+    c.proc.kill('SIGKILL')
+    await c.exited
+    holder.close()
+  }
+  t.log(`C after worker.terminate(): ${outcomes.join(', ')}`)
   t.false(outcomes.includes('never'), `C slept on a free lock: ${outcomes.join(', ')}`)
 })
