@@ -41,12 +41,6 @@ export declare function fdOf(handle: number): number
 /** Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated). */
 export declare function fromFd(fd: number): number
 
-/**
- * Gives back a lock that was never used: released, or, if it found its owner dead, recorded
- * abandoned so that the next acquirer is told.
- */
-export declare function handBack(handle: number, token: number): void
-
 /** The file was deleted or replaced at its path. */
 export declare function isStale(handle: number): boolean
 
@@ -118,10 +112,13 @@ export declare function pathOf(handle: number): string | null
  */
 export declare function release(handle: number, token: number, poison: boolean): void
 
-/** Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock. */
+/**
+ * Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock; ETERMINATED when
+ * the worker is being terminated meanwhile.
+ */
 export declare function reset(path: string | Buffer, timeoutMs?: number | undefined | null): void
 
-/** Clears POISONED through a handle, waiting at most `timeoutMs` for the lock. */
+/** Clears POISONED through a handle, as `reset`. */
 export declare function resetPoison(handle: number, timeoutMs?: number | undefined | null): void
 
 /** A snapshot of the lock and its counters. */

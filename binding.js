@@ -843,7 +843,6 @@ module.exports.deadOwner = nativeBinding.deadOwner
 module.exports.destroy = nativeBinding.destroy
 module.exports.fdOf = nativeBinding.fdOf
 module.exports.fromFd = nativeBinding.fromFd
-module.exports.handBack = nativeBinding.handBack
 module.exports.isStale = nativeBinding.isStale
 module.exports.lockSync = nativeBinding.lockSync
 module.exports.open = nativeBinding.open

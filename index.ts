@@ -338,7 +338,7 @@ export class LockGuard implements Disposable {
 
   /**
    * Unlock (marking the mutex healthy after an owner death, or poisoned after
-   * `markUnrecoverable()`). A release that fails can be retried.
+   * `markUnrecoverable()`).
    * @throws {ReleasedError} if already released
    * @throws {NotOwnerError} if called on a thread that does not hold the lock
    */
@@ -351,13 +351,6 @@ export class LockGuard implements Disposable {
       if (translated instanceof ReleasedError) this.#done()
       throw translated
     }
-    this.#done()
-    this.#mutex[RELEASED]()
-  }
-
-  /** Gives back a lock nobody used, keeping an owner death for the next acquirer. @internal */
-  handBack(): void {
-    native(() => binding.handBack(this.#handle, this.#token))
     this.#done()
     this.#mutex[RELEASED]()
   }
@@ -479,8 +472,8 @@ export class SharedMutex implements Disposable {
 
   /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). */
   static fromFd(fd: number, options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
-    if (typeof fd !== 'number' || !Number.isInteger(fd)) throw new TypeError('fd must be an integer')
-    if (fd < 0 || fd > 0x7fff_ffff) throw new RangeError(`fd must be a file descriptor (0..2^31-1), got ${fd}`)
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw new TypeError('fd must be a non-negative integer')
+    if (fd > 0x7fff_ffff) throw new RangeError(`fd must be a file descriptor (0..2^31-1), got ${fd}`)
     const hook = checkHook(checkObject(options, 'options')?.onOwnerDied)
     return new SharedMutex(INTERNAL, native(() => binding.fromFd(fd)), hook)
   }
@@ -660,7 +653,7 @@ export class SharedMutex implements Disposable {
   }
 
   /**
-   * A guard of this handle was released or handed back: serve the queue, in a microtask. Taking
+   * A guard of this handle was released: serve the queue, in a microtask. Taking
    * the lock for the next waiter inside release() would make this thread hold it before that
    * waiter's guard exists: `release(); process.exit()` would then end this thread holding a lock
    * nobody used, and the next locker would be told of a death in a critical section.
@@ -698,19 +691,27 @@ export class SharedMutex implements Disposable {
   #admitSync(token: number): LockGuard {
     const guard = this.#guard(token)
     if (!guard.ownerDied || !this.#onOwnerDied) return guard
-    let thenable: boolean
+    let repair: Promise<unknown> | undefined
     try {
       const result = this.#onOwnerDied(guard.deadOwner)
       // Inside the try: reading `then` runs user code that may throw (a getter, a Proxy).
-      thenable = isThenable(result)
-      if (thenable) Promise.resolve(result).catch(() => {})
+      if (isThenable(result)) repair = Promise.resolve(result)
     } catch (err) {
       throw this.#poisoned(guard, err)
     }
-    if (thenable) {
-      // Cannot be awaited here: give the lock back, its owner death still to be reported.
-      guard.handBack()
-      throw new TypeError('onOwnerDied returned a promise: lockSync() and tryLock() cannot await it; use lock()')
+    if (repair) {
+      // The caller cannot await it, but the repair has started: it keeps the lock until it
+      // settles, then the mutex is healthy (resolved) or poisoned (rejected), as with lock().
+      const done = () => {
+        if (!guard.released) guard.release()
+      }
+      repair.then(done, () => {
+        if (!guard.released) guard.markUnrecoverable()
+        done()
+      }).catch((err: unknown) => process.emitWarning(`robust-mutex: releasing after onOwnerDied failed: ${String(err)}`))
+      throw new TypeError(
+        'onOwnerDied returned a promise: lockSync() and tryLock() cannot await it (the lock is released when it settles); use lock()',
+      )
     }
     return guard
   }

@@ -64,17 +64,27 @@ test('lockSync: a synchronous onOwnerDied returning a value whose .then throws l
   t.notThrows(() => m.close(), 'close() is refused (EBUSY): the lost guard still holds')
 })
 
-test('ownerDeaths counts one death once, even when a tryLock hands it back', async (t) => {
+test('a promise-returning (not async) hook in tryLock(): TypeError, the repair runs under the lock, one death counted once', async (t) => {
   const p = fresh()
   await abandon(p)
+  const observer = SharedMutex.open(p)
+  let lockedDuringRepair: boolean | undefined
   // Not an `async function`, so tryLock() only learns it is asynchronous from its result.
-  const m = SharedMutex.open(p, { onOwnerDied: () => Promise.resolve() })
+  const m = SharedMutex.open(p, {
+    onOwnerDied: () =>
+      new Promise<void>((resolve) => setTimeout(() => {
+        lockedDuringRepair = observer.state().locked
+        resolve()
+      }, 50)),
+  })
   t.throws(() => m.tryLock(), { instanceOf: TypeError })
-  const g = await m.lock()
-  t.true(g.ownerDied)
+  const g = await m.lock({ timeout: 5000 }) // waits for the repair to release
+  t.true(lockedDuringRepair, 'the repair ran holding the lock')
+  t.false(g.ownerDied, 'the repair finished: the mutex is healthy')
   g.release()
   t.is(m.state().ownerDeaths, 1, 'one holder died once')
   m.close()
+  observer.close()
 })
 
 test('a repair that lockSync() cannot await does not go on running without the lock', async (t) => {
@@ -82,14 +92,15 @@ test('a repair that lockSync() cannot await does not go on running without the l
   await abandon(p)
   const observer = SharedMutex.open(p)
   let lockedDuringRepair: boolean | undefined
-  // A bound async function (or one compiled to ES2015 generators) is not an `AsyncFunction`:
-  // lockSync() calls it, sees the promise, hands the lock back and throws TypeError, while the
-  // repair it started goes on.
+  // A hook that returns a promise without being an `AsyncFunction` (an arrow, a transpiled async
+  // function): lockSync() calls it, sees the promise and throws TypeError; the repair it started
+  // must still run holding the lock.
   const repair = async () => {
     await new Promise((resolve) => setTimeout(resolve, 50))
     lockedDuringRepair = observer.state().locked // the repair's second half
   }
-  const m = SharedMutex.open(p, { onOwnerDied: repair.bind(null) })
+  // An arrow returning the promise: lockSync() learns it is asynchronous only from its result.
+  const m = SharedMutex.open(p, { onOwnerDied: () => repair() })
   t.throws(() => m.lockSync(), { instanceOf: TypeError })
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.true(lockedDuringRepair, 'the started repair ran on without the lock (another process may be repairing too)')

@@ -26,11 +26,12 @@ for (const how of ['SharedMutex.reset(p, { timeout: 60_000 })', 'SharedMutex.ope
     w.on('error', () => {})
     await new Promise((resolve) => w.once('message', resolve))
     await sleep(200)
+    const exited = new Promise((resolve) => w.once('exit', resolve))
     const started = performance.now()
     const stopped = await Promise.race([w.terminate().then(() => true), sleep(3000).then(() => false)])
     const waited = Math.round(performance.now() - started)
     held.release() // lets the reset finish, and the worker end
-    await new Promise((resolve) => w.once('exit', resolve))
+    await exited
     m.close()
     t.true(stopped, `terminate() had not finished after ${waited} ms`)
   })

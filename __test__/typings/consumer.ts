@@ -31,8 +31,6 @@ export async function use(mutex: SharedMutex): Promise<MutexState> {
   const guard: LockGuard = await mutex.lock({ timeout: 100, signal: AbortSignal.timeout(1000) })
   guard.release()
   const value: number = await mutex.withLock(async (g) => (g.ownerDied ? 1 : 2))
-  // @ts-expect-error internal members are not published
-  guard.handBack()
   // @ts-expect-error the constructor is private
   new SharedMutex()
   return { ...mutex.state(), acquisitions: value }

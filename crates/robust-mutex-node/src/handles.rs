@@ -6,9 +6,12 @@
 //! by the thread that can see it, and a worker's table dies with its thread.
 //!
 //! A handle number carries its slot's generation, so a number kept after `close()` never
-//! reaches the handle that reuses the slot.
+//! reaches the handle that reuses the slot. Generations and token ids start at random values, so
+//! code holding only the raw binding cannot guess a live (handle, token) pair and release a lock
+//! it does not hold.
 
 use std::cell::RefCell;
+use std::hash::{BuildHasher, Hasher};
 
 use napi::bindgen_prelude::*;
 use robust_mutex::{RawAcquisition, SharedMutex};
@@ -53,8 +56,9 @@ impl Handle {
         }
     }
 
-    /// Unlocks (consistent after an owner death, or poisoned). On failure the lock stays
-    /// recorded, so the release can be retried.
+    /// Unlocks (consistent after an owner death, or poisoned). The entry is gone either way: an
+    /// unlock that fails (only a thread that does not hold the lock can get that) leaves nothing
+    /// this thread could retry.
     #[inline]
     pub(crate) fn release(&mut self, id: u64, poison: bool) -> Result<()> {
         let mut acquisition = self.take(id)?;
@@ -64,13 +68,6 @@ impl Handle {
         // SAFETY: `acquisition` was acquired from `self.mutex` by this thread: the table is
         // thread-local, so only the acquiring thread can reach the entry.
         unsafe { self.mutex.release_raw(acquisition) }.map_err(to_napi)
-    }
-
-    /// Gives back a lock nobody used, passing an owner death on (see `hand_back_raw`).
-    pub(crate) fn hand_back(&mut self, id: u64) -> Result<()> {
-        let acquisition = self.take(id)?;
-        // SAFETY: as in `release`.
-        unsafe { self.mutex.hand_back_raw(acquisition) }.map_err(to_napi)
     }
 
     pub(crate) fn dead_owner(&self, id: u64) -> Option<robust_mutex::OwnerInfo> {
@@ -127,13 +124,14 @@ pub(crate) fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
         env.add_env_cleanup_hook((), |()| stop_all_watches())?;
         TABLE.with(|table| table.borrow_mut().teardown_hook = true);
     }
-    let handle = Handle { mutex, watcher: Watcher::default(), held: Vec::new(), next_id: 0 };
+    // Token ids stay below 2^52 (exact in a double even doubled), however long the handle lives.
+    let handle = Handle { mutex, watcher: Watcher::default(), held: Vec::new(), next_id: random() >> 24 };
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
         let index = match table.slots.iter().position(|s| s.handle.is_none()) {
             Some(index) => index,
             None if table.slots.len() <= SLOT_MASK as usize => {
-                table.slots.push(Slot { generation: 0, handle: None });
+                table.slots.push(Slot { generation: random() as u32, handle: None });
                 table.slots.len() - 1
             }
             None => return Err(coded("EMFILE", "too many open mutex handles in this thread")),
@@ -143,6 +141,13 @@ pub(crate) fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
         slot.handle = Some(handle);
         Ok(index as u32 | (slot.generation << SLOT_BITS))
     })
+}
+
+/// 64 unpredictable bits (std's per-process random hash keys, advanced at every call).
+fn random() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish()
 }
 
 /// Takes a handle out of the table if `check` allows; `Ok(None)` if it was already closed.

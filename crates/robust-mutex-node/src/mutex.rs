@@ -125,15 +125,6 @@ fn deadline_after(timeout_ms: Option<f64>) -> Result<Option<Instant>> {
     }
 }
 
-/// Milliseconds as a wait bound; none (or one too long to represent) waits without limit.
-fn timeout_after(timeout_ms: Option<f64>) -> Result<Duration> {
-    match timeout_ms {
-        None => Ok(Duration::MAX),
-        Some(ms) if ms >= 0.0 => Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX)),
-        Some(ms) => Err(coded("EINVAL", format!("timeout must be a non-negative number of milliseconds, got {ms}"))),
-    }
-}
-
 /// The deadline has not passed (there is none, or it is still ahead).
 fn not_yet(deadline: Option<Instant>) -> bool {
     match deadline {
@@ -194,17 +185,52 @@ pub fn destroy(path: Either<String, Buffer>) -> Result<()> {
     SharedMutex::destroy(path_from(path)).map_err(to_napi)
 }
 
-/// Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock.
+/// Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock; ETERMINATED when
+/// the worker is being terminated meanwhile.
 #[napi(catch_unwind)]
-pub fn reset(path: Either<String, Buffer>, timeout_ms: Option<f64>) -> Result<()> {
-    SharedMutex::reset_timeout(path_from(path), timeout_after(timeout_ms)?).map_err(to_napi)
+pub fn reset(env: Env, path: Either<String, Buffer>, timeout_ms: Option<f64>) -> Result<()> {
+    let path = path_from(path);
+    in_slices(&env, deadline_after(timeout_ms)?, |until| {
+        SharedMutex::reset_timeout(&path, until.saturating_duration_since(Instant::now()))
+    })
 }
 
-/// Clears POISONED through a handle, waiting at most `timeoutMs` for the lock.
+/// Clears POISONED through a handle, as `reset`.
 #[napi(catch_unwind)]
-pub fn reset_poison(handle: u32, timeout_ms: Option<f64>) -> Result<()> {
-    let timeout = timeout_after(timeout_ms)?;
-    with_handle(handle, |h| h.mutex.reset_poison_timeout(timeout).map_err(to_napi))
+pub fn reset_poison(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<()> {
+    let deadline = deadline_after(timeout_ms)?;
+    with_handle(handle, |h| {
+        in_slices(&env, deadline, |until| h.mutex.reset_poison_timeout(until.saturating_duration_since(Instant::now())))
+    })
+}
+
+/// Runs a blocking `attempt` bounded by deadlines at most `SYNC_SLICE` apart, until it succeeds,
+/// fails for good, `deadline` passes (its last error) or this thread's environment is stopping
+/// (ETERMINATED): a worker blocked here still ends promptly when it is terminated. A slice that
+/// ran out answers Timeout; reset's wait for the last user of an unrecoverable mutex answers
+/// NotRecoverable: both mean "not yet" while time remains.
+fn in_slices<T>(
+    env: &Env,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(Instant) -> std::result::Result<T, robust_mutex::Error>,
+) -> Result<T> {
+    loop {
+        let slice_end = Instant::now() + SYNC_SLICE;
+        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+        match attempt(until) {
+            Ok(done) => return Ok(done),
+            Err(robust_mutex::Error::Timeout | robust_mutex::Error::NotRecoverable) if not_yet(deadline) => {
+                if stopping(env) {
+                    return Err(terminating());
+                }
+            }
+            Err(err) => return Err(to_napi(err)),
+        }
+    }
+}
+
+fn terminating() -> napi::Error {
+    coded("ETERMINATED", "the thread is being terminated")
 }
 
 /// The path, or null for anonymous and inherited mutexes.
@@ -245,24 +271,19 @@ pub fn try_lock_after_wait(handle: u32) -> Result<f64> {
 pub fn lock_sync(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<f64> {
     let deadline = deadline_after(timeout_ms)?;
     let never = CancelToken::new();
-    let terminating = || coded("ETERMINATED", "the thread is being terminated");
-    with_handle(handle, |h| loop {
-        let slice_end = Instant::now() + SYNC_SLICE;
-        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        match h.mutex.acquire_raw_until(Some(until), &never) {
-            Ok(held) if stopping(&env) => {
-                // SAFETY: acquired just above by this thread from this handle's mutex.
-                unsafe { h.mutex.hand_back_raw(held) }.map_err(to_napi)?;
-                return Err(terminating());
-            }
-            Ok(held) => return Ok(h.hold(held)),
-            Err(robust_mutex::Error::Timeout) if not_yet(deadline) => {
-                if stopping(&env) {
-                    return Err(terminating());
-                }
-            }
-            Err(err) => return Err(to_napi(err)),
+    with_handle(handle, |h| {
+        // An acquire's NotRecoverable (poisoned) is final: carry it out of the slicing as a value.
+        let held = in_slices(&env, deadline, |until| match h.mutex.acquire_raw_until(Some(until), &never) {
+            Err(robust_mutex::Error::NotRecoverable) => Ok(Err(robust_mutex::Error::NotRecoverable)),
+            other => other.map(Ok),
+        })?
+        .map_err(to_napi)?;
+        if stopping(&env) {
+            // SAFETY: acquired just above by this thread from this handle's mutex.
+            unsafe { h.mutex.hand_back_raw(held) }.map_err(to_napi)?;
+            return Err(terminating());
         }
+        Ok(h.hold(held))
     })
 }
 
@@ -283,14 +304,6 @@ pub fn watch<'env>(env: &'env Env, handle: u32, cancel: &NativeCancel) -> Result
 pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
     let token = Token::decode(token)?;
     with_handle(handle, |h| h.release(token.id, poison))
-}
-
-/// Gives back a lock that was never used: released, or, if it found its owner dead, recorded
-/// abandoned so that the next acquirer is told.
-#[napi(catch_unwind)]
-pub fn hand_back(handle: u32, token: f64) -> Result<()> {
-    let token = Token::decode(token)?;
-    with_handle(handle, |h| h.hand_back(token.id))
 }
 
 /// Who died holding the lock before `token` acquired it, as it recorded itself.

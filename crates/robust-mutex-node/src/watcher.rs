@@ -23,8 +23,9 @@ use crate::errors::{coded, to_napi};
 /// A watch needs little stack (a futex wait and a few checks); the default is 2 MiB per thread.
 const WATCHER_STACK: usize = 128 * 1024;
 
-/// A pool thread with nothing to watch for this long ends.
-const IDLE_EXIT: Duration = Duration::from_secs(5);
+/// A pool thread with nothing to watch for this long ends (starting one costs ~50 µs, so a
+/// lock contended now and then pays little for it).
+const IDLE_EXIT: Duration = Duration::from_millis(200);
 
 /// Settles a watch on the JS thread.
 pub(crate) type Resolver = Box<dyn FnOnce(Env) -> napi::Result<()> + Send>;
