@@ -70,13 +70,22 @@ mod registry;
 mod selftest;
 #[cfg(supported)]
 mod watch;
+#[cfg(supported)]
+mod hand_back;
+
+// The file-lock backend (macOS, FreeBSD; Linux with the `file-lock-backend` feature).
+#[cfg(file_lock)]
+mod file_lock;
 
 /// The per-OS implementation behind the public types: one set of public types everywhere, a
-/// backend per OS (`sys/unsupported.rs` where every constructor fails with `Unsupported`).
+/// backend per OS: the robust pthread mutex (`mutex.rs`, Linux), the file lock (`file_lock/`,
+/// macOS and FreeBSD), or `sys/unsupported.rs` where every constructor fails with `Unsupported`.
 mod backend {
     #[cfg(supported)]
     pub(crate) use crate::mutex::Inner;
-    #[cfg(not(supported))]
+    #[cfg(file_lock)]
+    pub(crate) use crate::file_lock::Inner;
+    #[cfg(not(any(supported, file_lock)))]
     pub(crate) use crate::sys::Inner;
 }
 

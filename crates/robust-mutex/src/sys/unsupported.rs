@@ -74,6 +74,12 @@ impl Inner {
         match *self {}
     }
 
+    /// # Safety
+    /// As on Linux (unreachable here).
+    pub(crate) unsafe fn hand_back(&self, _acq: &Acquisition) -> Result<(), Error> {
+        match *self {}
+    }
+
     pub(crate) fn state(&self) -> MutexState {
         match *self {}
     }
