@@ -162,7 +162,7 @@ fn create(path: &Path, policy: &Policy) -> Result<Option<OwnedFd>, Error> {
 /// A new, complete mutex file under a unique temporary name in `dir` (the caller links or
 /// unlinks it).
 pub(crate) fn private_file(dir: &Path, mode: u32) -> Result<(OwnedFd, PathBuf), Error> {
-    let mode_bits = Mode::from_bits_truncate(mode);
+    let mode_bits = Mode::from_bits_truncate(mode as libc::mode_t);
     for attempt in 0u32..100 {
         let name = dir.join(format!(
             ".robust-mutex.{}.{}.{attempt}.tmp",
@@ -188,7 +188,7 @@ pub(crate) fn private_file(dir: &Path, mode: u32) -> Result<(OwnedFd, PathBuf), 
 /// a full filesystem later).
 fn initialise(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Error> {
     // umask may have narrowed the mode given to open; the caller asked for exactly this one.
-    fchmod(fd, Mode::from_bits_truncate(mode)).map_err(|e| Error::os("fchmod", None, e))?;
+    fchmod(fd, Mode::from_bits_truncate(mode as libc::mode_t)).map_err(|e| Error::os("fchmod", None, e))?;
     let page = header::initial_page();
     let mut written = 0;
     while written < page.len() {
