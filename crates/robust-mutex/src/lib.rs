@@ -99,15 +99,23 @@ pub use state::{MutexState, OwnerInfo};
 
 /// Hooks for the Node binding and the test helpers; not a stable API.
 #[doc(hidden)]
-#[cfg(supported)]
+#[cfg(any(supported, file_lock))]
 pub mod __private {
     /// The length of the longest single wait.
     pub const SLICE: std::time::Duration = crate::handle::SLICE;
+    /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
+    #[cfg(supported)]
+    pub const BACKEND: &str = "pthread";
+    /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
+    #[cfg(file_lock)]
+    pub const BACKEND: &str = "file-lock";
     /// Offset of the pthread mutex in the file (for interoperability tests in C).
+    #[cfg(supported)]
     pub const MUTEX_OFFSET: usize = crate::header::MUTEX_OFFSET;
 
     /// The pthread mutex inside a handle's mapping, for the benchmark's raw baseline. Valid as
     /// long as the handle lives.
+    #[cfg(supported)]
     pub fn raw_mutex_ptr(mutex: &crate::SharedMutex) -> *mut libc::pthread_mutex_t {
         mutex.inner.raw_ptr()
     }

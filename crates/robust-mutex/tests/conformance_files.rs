@@ -23,7 +23,8 @@ use conformance_support::{
     arg, destroy_unused, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start, wait_until_blocked_in_futex,
     with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT, STARTUP,
 };
-use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
+use conformance_support::MUTEX_OFFSET;
+use robust_mutex::{Error, OpenOptions, SharedMutex};
 
 #[test]
 #[ignore = "entry point of the helper processes the conformance tests spawn"]

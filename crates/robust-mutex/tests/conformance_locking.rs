@@ -461,11 +461,11 @@ fn c21_same_file_opened_twice_in_one_process() {
         let three = SharedMutex::from_fd(one.as_fd().try_clone_to_owned().unwrap()).unwrap();
         assert_eq!(conformance_support::dev_ino(&one), conformance_support::dev_ino(&two));
         assert_eq!(
-            robust_mutex::__private::raw_mutex_ptr(&one),
-            robust_mutex::__private::raw_mutex_ptr(&two),
+            conformance_support::raw_mutex_ptr(&one),
+            conformance_support::raw_mutex_ptr(&two),
             "handles to one file must share one mapping"
         );
-        assert_eq!(robust_mutex::__private::raw_mutex_ptr(&one), robust_mutex::__private::raw_mutex_ptr(&three));
+        assert_eq!(conformance_support::raw_mutex_ptr(&one), conformance_support::raw_mutex_ptr(&three));
 
         let guard = one.lock().unwrap();
         for other in [&two, &three] {
@@ -503,7 +503,7 @@ fn shifted_locker(path: &str) -> i32 {
         keep.push(vec![1u8; size]);
     }
     let mutex = SharedMutex::open(path).unwrap();
-    let addr = robust_mutex::__private::raw_mutex_ptr(&mutex) as usize;
+    let addr = conformance_support::raw_mutex_ptr(&mutex) as usize;
     let guard = mutex.lock().unwrap();
     say(format!("locked addr={addr} {}", describe(&guard)));
     while conformance_support::read_command().is_some() {}
@@ -518,7 +518,7 @@ fn c22_processes_map_the_mutex_at_different_addresses() {
     let dir = TempDir::new("c22");
     let path = dir.join("lock");
     let mutex = SharedMutex::open(&path).unwrap();
-    let here = robust_mutex::__private::raw_mutex_ptr(&mutex) as usize;
+    let here = conformance_support::raw_mutex_ptr(&mutex) as usize;
     let mut helper = Helper::spawn("shifted-locker", &[arg(&path)]);
     let line = helper.expect("locked");
     let there = num_field(&line, "addr") as usize;

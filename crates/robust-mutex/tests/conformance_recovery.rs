@@ -33,7 +33,7 @@ unsafe impl Sync for RawPtr {}
 /// another thread locks it (`EOWNERDEAD`) and unlocks without `pthread_mutex_consistent`. That
 /// thread then tries the library's `try_lock` twice and a timed lock, and reports the codes.
 fn make_not_recoverable(mutex: &SharedMutex) -> Vec<String> {
-    let ptr = RawPtr(robust_mutex::__private::raw_mutex_ptr(mutex));
+    let ptr = RawPtr(conformance_support::raw_mutex_ptr(mutex));
     std::thread::scope(|s| {
         let p = &ptr;
         s.spawn(move || {
@@ -172,7 +172,7 @@ fn c33_reset_of_a_poisoned_mutex_whose_poisoner_died_reports_the_death() {
     guard.poison();
     drop(guard);
     // Poisoned, then a raw user (who ignores our header) dies holding it.
-    let ptr = RawPtr(robust_mutex::__private::raw_mutex_ptr(&mutex));
+    let ptr = RawPtr(conformance_support::raw_mutex_ptr(&mutex));
     std::thread::scope(|s| {
         let p = &ptr;
         // SAFETY: a live robust mutex; the thread exits holding it on purpose.

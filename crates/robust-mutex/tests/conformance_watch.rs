@@ -2,6 +2,11 @@
 //! contended `lock()`: the waiting thread only watches, the thread that wants the lock takes it
 //! with `try_acquire_raw_after_wait`. Real helper processes and real SIGKILL; C-library sleepers
 //! (`pthread_mutex_lock` with no time limit) must never be stranded by a watcher.
+//!
+//! Pthread backend only: `wait_released` watches the pthread lock word, and the file-lock
+//! backend has none (nor, yet, the Node binding that needs it), so with the `file-lock-backend`
+//! feature this file compiles to nothing.
+#![cfg(not(feature = "file-lock-backend"))]
 
 mod conformance_support;
 

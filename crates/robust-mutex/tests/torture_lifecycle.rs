@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use robust_mutex::{Error, OpenOptions, SharedMutex, __private::MUTEX_OFFSET};
+use robust_mutex::{Error, OpenOptions, SharedMutex};
+use torture_support::MUTEX_OFFSET;
 use torture_support::{
     arg, child_command, child_main, harness_args, have_program, is_root, read_command, report, reports,
     wait_or_kill, wrapped_child_command, Conversation, DataPage, Gate, Rng, TempDir, ROLE_ENV,

@@ -19,7 +19,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
-use robust_mutex::{SharedMutex, __private::MUTEX_OFFSET};
+use robust_mutex::{SharedMutex};
+use torture_support::MUTEX_OFFSET;
 use torture_support::{arg, child_command, child_main, read_command, report, Conversation, DataPage, Gate, TempDir};
 
 const PROCESSES: usize = 32;

@@ -442,7 +442,15 @@ fn reopen(_fd: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        registry::remove(self.key, self);
+        let in_fork_child = os::pid() != self.opener;
+        registry::remove(self.key, self, in_fork_child);
+        if in_fork_child {
+            // Inherited: the gate may have been held by another thread of the parent at the
+            // fork (never to be released here), so it is not looked at. Closing the child's copy
+            // of the descriptor leaves the parent's lock alone: a file lock goes with the last
+            // descriptor of its open file description.
+            return;
+        }
         // A leaked guard still holds it: keep the descriptor (and so the file lock) until the
         // process ends, as a thread that exits holding does; then the next acquirer is told.
         if self.held_by_this_process() {

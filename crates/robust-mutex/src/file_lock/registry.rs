@@ -27,8 +27,20 @@ pub(crate) fn get_or_insert(key: Key, make: impl FnOnce() -> Result<Inner, Error
 }
 
 /// Removes the entry of a dropped `Inner`, unless the key was meanwhile taken by a newer one.
-pub(crate) fn remove(key: Key, dropped: *const Inner) {
-    let mut guard = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+///
+/// In a `fork()` child (`in_fork_child`) another thread of the parent may have held the
+/// registry lock at the fork, and nobody will release it there: the child only tries, and
+/// otherwise leaves a dead `Weak` (which `get_or_insert` replaces).
+pub(crate) fn remove(key: Key, dropped: *const Inner, in_fork_child: bool) {
+    let mut guard = if in_fork_child {
+        match REGISTRY.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        }
+    } else {
+        REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
     if let Some(map) = guard.as_mut() {
         if map.get(&key).is_some_and(|weak| std::ptr::eq(weak.as_ptr(), dropped)) {
             map.remove(&key);

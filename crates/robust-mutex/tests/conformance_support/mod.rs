@@ -549,3 +549,8 @@ pub fn destroy_unused(path: &Path) {
         }
     }
 }
+
+#[path = "../common/backend.rs"]
+mod backend;
+#[allow(unused_imports)] // not every test binary uses them
+pub use backend::{raw_mutex_ptr, MUTEX_OFFSET};

@@ -1,0 +1,146 @@
+//! What the file-lock backend promises differently from the pthread backend, tested as such
+//! (the README's platform table). The shared promises run in the conformance and torture suites
+//! with `--features file-lock-backend`; this binary holds only the differences, so it compiles
+//! to nothing without that feature.
+//!
+//! Run: `cargo test -p robust-mutex --features file-lock-backend --test file_lock_semantics`
+#![cfg(feature = "file-lock-backend")]
+
+mod conformance_support;
+
+use std::time::Duration;
+
+use conformance_support::{arg, helper_main, num_field, Helper, TempDir, PROMPT};
+use robust_mutex::{Error, SharedMutex};
+
+#[test]
+#[ignore = "entry point of the helper processes the tests spawn"]
+fn helper_entry() {
+    helper_main(|_, _| None);
+}
+
+/// A thread that ends holding the lock keeps it held until its process ends (the file lock
+/// belongs to the process); then the next acquirer is told the owner died, naming the thread.
+#[test]
+fn a_thread_that_ends_holding_keeps_the_lock_until_its_process_ends() {
+    let dir = TempDir::new("fl-thread-exit");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let mut helper = Helper::spawn("thread-exit", &[arg(&path)]);
+    let ended = helper.expect("thread-ended");
+    let dead_tid = num_field(&ended, "tid") as i32;
+
+    assert!(mutex.try_lock().unwrap().is_none(), "the process still holds it");
+    assert!(matches!(mutex.lock_timeout(Duration::from_millis(300)), Err(Error::Timeout)));
+    let state = mutex.state();
+    assert!(state.locked && !state.abandoned, "{state:?}");
+    assert_eq!(state.owner.map(|o| (o.pid, o.tid)), Some((helper.pid, dead_tid)));
+
+    helper.close_stdin();
+    helper.wait();
+    let guard = mutex.lock_timeout(PROMPT).expect("free once the process ended");
+    assert!(guard.owner_died());
+    let dead = guard.dead_owner().expect("recorded");
+    assert_eq!((dead.pid, dead.tid), (helper.pid, dead_tid));
+}
+
+/// Within one process the thread gate excludes threads, and a thread that ends holding keeps
+/// the others out (they time out) rather than handing them an owner death.
+#[test]
+fn in_process_a_thread_that_ends_holding_blocks_the_other_threads() {
+    let dir = TempDir::new("fl-thread-exit-here");
+    let mutex = SharedMutex::open(dir.join("lock")).unwrap();
+    let cloned = mutex.clone();
+    std::thread::spawn(move || std::mem::forget(cloned.lock().unwrap())).join().unwrap();
+    assert!(mutex.try_lock().unwrap().is_none());
+    assert!(matches!(mutex.lock_timeout(Duration::from_millis(200)), Err(Error::Timeout)));
+    assert!(mutex.state().locked);
+}
+
+/// `destroy` is refused while the lock is held, not while handles are open: a handle opened
+/// before finds the mutex retired (`Stale`) on its next acquire, and the path gets a new mutex.
+#[test]
+fn destroy_retires_an_open_but_unheld_mutex() {
+    let dir = TempDir::new("fl-destroy");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let held = mutex.lock().unwrap();
+    let busy = std::thread::scope(|s| s.spawn(|| SharedMutex::destroy(&path)).join().unwrap());
+    assert!(matches!(busy, Err(Error::Busy { .. })), "{busy:?}");
+    drop(held);
+
+    SharedMutex::destroy(&path).unwrap();
+    assert!(!path.exists());
+    assert!(matches!(mutex.lock(), Err(Error::Stale { .. })));
+    assert!(matches!(mutex.try_lock(), Err(Error::Stale { .. })));
+    let fresh = SharedMutex::open(&path).unwrap();
+    assert!(!fresh.lock().unwrap().owner_died());
+}
+
+/// A `fork()` child shares its parent's open file description, hence its file lock: locking
+/// through an inherited handle is refused, and dropping it leaves the parent's hold alone.
+#[test]
+fn a_fork_child_cannot_lock_through_inherited_handles() {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+
+    let dir = TempDir::new("fl-fork");
+    let mutex = SharedMutex::open(dir.join("lock")).unwrap();
+    let held = mutex.lock().unwrap();
+    // SAFETY: the child only locks through the crate (an error path that allocates, which
+    // glibc's fork handlers make safe), drops, and leaves with `_exit`.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let code = match mutex.try_lock() {
+                Err(e) if e.code() == "EUNSUPPORTED" => 0,
+                _ => 1,
+            };
+            drop(held);
+            // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+            assert!(mutex.state().locked, "the child's exit did not release the parent's hold");
+            drop(held);
+            assert!(!mutex.state().locked);
+        }
+    }
+}
+
+/// A file of the pthread backend is refused by name, never used: the two backends would not
+/// exclude each other.
+#[test]
+fn a_pthread_backend_file_is_refused() {
+    let dir = TempDir::new("fl-foreign");
+    let path = dir.join("lock");
+    let mut page = vec![0u8; 4096];
+    page[..8].copy_from_slice(b"RBMUTEX\0");
+    std::fs::write(&path, &page).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    match SharedMutex::open(&path) {
+        Err(Error::BadMutex { reason, .. }) => assert!(reason.contains("pthread-backend"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), page, "the file is left as it was");
+}
+
+/// The holder record is what reports a death: a process killed while holding leaves it, and
+/// `state()` shows the lock abandoned (free, the dead holder on record) until the next acquire.
+#[test]
+fn a_killed_holder_leaves_its_record_and_the_lock_free() {
+    let dir = TempDir::new("fl-killed");
+    let path = dir.join("lock");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let mut holder = Helper::spawn("locker", &[arg(&path), "lock".into()]);
+    holder.expect("opened");
+    holder.expect("locked");
+    holder.kill_and_reap();
+    let state = mutex.state();
+    assert!(!state.locked && state.abandoned, "{state:?}");
+    assert_eq!(state.owner.map(|o| o.pid), Some(holder.pid));
+    let guard = mutex.try_lock().unwrap().expect("free");
+    assert!(guard.owner_died());
+    drop(guard);
+    assert!(!mutex.state().abandoned && !mutex.lock().unwrap().owner_died());
+}
