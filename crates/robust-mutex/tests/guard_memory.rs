@@ -45,7 +45,6 @@ fn abandon(mutex: &SharedMutex) {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: a thread that ends holding keeps the lock until its process ends (tested in file_lock_semantics), so no owner death can be made in-process")]
 fn every_release_of_an_owner_died_guard_frees_the_dead_owner_record() {
     let mutex = SharedMutex::anonymous().unwrap();
     for how in ["release", "drop", "release-owned", "release-raw"] {

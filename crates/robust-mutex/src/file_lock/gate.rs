@@ -3,9 +3,7 @@
 //! tell its threads apart: this gate does. A thread passes the gate first, then takes the file
 //! lock; it leaves the gate after giving the file lock back.
 //!
-//! The gate is not released when its holder thread exits (nothing in std tells it): a thread
-//! that ends while holding keeps the mutex held until its process ends, and other threads of
-//! the process wait (with their deadlines) meanwhile.
+//! A thread that ends holding leaves it through its thread-exit record (`holds.rs`).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -90,6 +88,11 @@ impl Gate {
     /// Whether the calling thread holds the gate.
     pub(crate) fn is_mine(&self) -> bool {
         self.lock().holder == Some(std::thread::current().id())
+    }
+
+    /// Whether `thread` holds the gate.
+    pub(crate) fn is_held_by(&self, thread: ThreadId) -> bool {
+        self.lock().holder == Some(thread)
     }
 
     /// Runs `f` with whether some thread of this process holds the gate, keeping the gate

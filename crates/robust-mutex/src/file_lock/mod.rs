@@ -12,17 +12,20 @@
 //!   holder's lock was dropped by the kernel (its process died, or closed the file) inside the
 //!   critical section. The same protocol as a database row under an advisory lock.
 //!
-//! What differs from the pthread backend (and is tested as such): the lock belongs to the
-//! process, so a *thread* that exits holding keeps it until its process ends; waiting polls the
-//! file lock (a non-blocking attempt, then a pause of 1 ms doubling to 8 ms, within the 100 ms
-//! slices that bound every wait), so it is not FIFO and a release is noticed within 8 ms; a
-//! `fork()` child cannot use its parent's handles (they share the parent's lock); `destroy` is
-//! refused only while the lock is held, not while handles are open (those see `Stale` on their
-//! next acquire).
+//! - A thread that ends holding: its thread-exit record (`holds.rs`) gives the locks back and
+//!   leaves the holder record, so this too is an owner death, as with a robust pthread mutex.
+//!
+//! What differs from the pthread backend (and is tested as such, in `tests/file_lock_semantics.rs`):
+//! waiting polls the file lock (a non-blocking attempt, then a pause of 1 ms doubling to 8 ms,
+//! within the 100 ms slices that bound every wait), so it is not FIFO and a release by another
+//! process is noticed within 8 ms; a `fork()` child cannot lock through its parent's handles
+//! (they share the parent's lock); `destroy` is refused only while the lock is held, not while
+//! handles are open (those see `Stale` on their next acquire); PID namespaces do not matter.
 
 mod file;
 mod gate;
 mod header;
+mod holds;
 mod mapping;
 mod os;
 mod registry;
@@ -30,7 +33,7 @@ mod registry;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use self::gate::{Entry, Gate};
@@ -54,12 +57,15 @@ const DESTROY_ATTEMPTS: usize = 20;
 /// The per-process state of one mutex file, shared by all handles to it.
 pub(crate) struct Inner {
     map: Mapping,
-    /// The open file description whose lock is this process's hold.
-    fd: Option<OwnedFd>,
+    /// The open file description whose lock is this process's hold (shared with the holds of
+    /// threads, which give the lock back when their thread ends: see `holds.rs`).
+    fd: Arc<OwnedFd>,
     key: (u64, u64),
     /// The process that opened it: a `fork()` child shares the description, hence the lock.
     opener: i32,
     gate: Gate,
+    /// This `Inner` as the registry shares it, for the thread-exit records of `holds.rs`.
+    me: OnceLock<Weak<Inner>>,
 }
 
 impl Inner {
@@ -89,17 +95,22 @@ impl Inner {
     }
 
     fn adopt(fd: OwnedFd) -> Result<Arc<Inner>, Error> {
+        holds::prepare();
         let st = file::fstat(fd.as_fd())?;
         let key = (st.st_dev as u64, st.st_ino as u64);
         registry::get_or_insert(key, || {
             let map = Mapping::new(&fd)?;
-            Ok(Inner { map, fd: Some(fd), key, opener: os::pid(), gate: Gate::default() })
+            Ok(Inner { map, fd: Arc::new(fd), key, opener: os::pid(), gate: Gate::default(), me: OnceLock::new() })
         })
     }
 
     /// The descriptor of the file.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_ref().expect("present until drop").as_fd()
+        self.fd.as_fd()
+    }
+
+    fn me(&self) -> Weak<Inner> {
+        self.me.get().cloned().unwrap_or_default()
     }
 
     /// (st_dev, st_ino) of the file.
@@ -252,6 +263,7 @@ impl Inner {
             self.count_owner_death(&mut acq);
         }
         header.held.store(1, Ordering::Release);
+        holds::push(self, pid);
         header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(os::tid(), Ordering::Relaxed);
         header.owner_since_ns.store(os::realtime_ns(), Ordering::Relaxed);
@@ -296,6 +308,7 @@ impl Inner {
             header.state.store(State::Poisoned as u32, Ordering::Release);
         }
         header.held.store(0, Ordering::Release);
+        holds::remove(self);
         self.unlock_both()
     }
 
@@ -318,7 +331,16 @@ impl Inner {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as u64);
         header.owner_since_ns.store(since_ns, Ordering::Relaxed);
+        holds::remove(self);
         self.unlock_both()
+    }
+
+    /// `thread` ended holding this mutex: give back the file lock and the gate, leaving the
+    /// holder record, so that the next acquirer is told its owner died.
+    fn abandon(&self, thread: std::thread::ThreadId) {
+        if self.gate.is_held_by(thread) {
+            let _ = self.unlock_both();
+        }
     }
 
     /// Whether a thread of this process holds (or is about to hold) the lock.
@@ -449,12 +471,8 @@ impl Drop for Inner {
             // fork (never to be released here), so it is not looked at. Closing the child's copy
             // of the descriptor leaves the parent's lock alone: a file lock goes with the last
             // descriptor of its open file description.
-            return;
         }
-        // A leaked guard still holds it: keep the descriptor (and so the file lock) until the
-        // process ends, as a thread that exits holding does; then the next acquirer is told.
-        if self.held_by_this_process() {
-            std::mem::forget(self.fd.take());
-        }
+        // A thread that holds it through a leaked guard keeps the descriptor open (its hold, in
+        // `holds.rs`) until it ends: then the next acquirer is told its owner died.
     }
 }

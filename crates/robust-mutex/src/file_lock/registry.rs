@@ -22,6 +22,7 @@ pub(crate) fn get_or_insert(key: Key, make: impl FnOnce() -> Result<Inner, Error
         return Ok(live);
     }
     let inner = Arc::new(make()?);
+    let _ = inner.me.set(Arc::downgrade(&inner));
     map.insert(key, Arc::downgrade(&inner));
     Ok(inner)
 }
