@@ -26,7 +26,7 @@ pub(crate) enum Opened {
     /// A valid mutex file of this backend.
     Ready(OwnedFd),
     /// Retired by `destroy` (or unlinked meanwhile): look at the path again.
-    Retired,
+    Retired(OwnedFd),
 }
 
 fn open_flags() -> OFlag {
@@ -39,7 +39,7 @@ pub(crate) fn open_path(path: &Path, policy: &Policy) -> Result<OwnedFd, Error> 
         match fcntl::open(path, open_flags(), Mode::empty()) {
             Ok(fd) => match adopt(fd, policy, true)? {
                 Opened::Ready(fd) => return Ok(fd),
-                Opened::Retired => continue,
+                Opened::Retired(fd) => finish_retirement(path, fd.as_fd()),
             },
             Err(Errno::ENOENT) if policy.create => {
                 refuse_insecure_mode(policy.mode)?;
@@ -52,6 +52,34 @@ pub(crate) fn open_path(path: &Path, policy: &Policy) -> Result<OwnedFd, Error> 
         }
     }
     Err(Error::Busy { path: Some(path.into()) })
+}
+
+/// A retired (TOMBSTONE) file still at its path means its `destroy` died before unlinking it.
+/// Finish the job when nobody holds it, so that the next round creates a fresh mutex instead of
+/// finding the tombstone again.
+fn finish_retirement(path: &Path, fd: BorrowedFd<'_>) {
+    let (Ok(ours), Ok(now)) = (fstat(fd), nix::sys::stat::stat(path)) else { return };
+    if (ours.st_dev, ours.st_ino) != (now.st_dev, now.st_ino) || ours.st_nlink == 0 {
+        return;
+    }
+    if let Ok(true) = os::try_lock(fd) {
+        let _ = nix::unistd::unlink(path);
+        let _ = os::unlock(fd);
+    }
+}
+
+/// Test hook: when the environment variable `var` names a file, create it and wait until the
+/// test removes it (at most 10 minutes), so that a test can act at exactly this point.
+pub(crate) fn pause_for_tests(var: &str) {
+    let Some(marker) = std::env::var_os(var) else { return };
+    let marker = PathBuf::from(marker);
+    if std::fs::write(&marker, b"paused").is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Opens an existing file for administration (`destroy`).
@@ -74,7 +102,7 @@ fn symlink() -> Error {
 pub(crate) fn adopt(fd: OwnedFd, policy: &Policy, named: bool) -> Result<Opened, Error> {
     let state = check_ours(fd.as_fd(), policy)?;
     if state == State::Tombstone || (named && fstat(fd.as_fd())?.st_nlink == 0) {
-        return Ok(Opened::Retired);
+        return Ok(Opened::Retired(fd));
     }
     Ok(Opened::Ready(fd))
 }

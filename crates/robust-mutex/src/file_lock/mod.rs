@@ -90,7 +90,7 @@ impl Inner {
         let own = reopen(fd.as_fd())?;
         match file::adopt(own, policy, false)? {
             file::Opened::Ready(own) => Inner::adopt(own),
-            file::Opened::Retired => Err(Error::Stale { path: None }),
+            file::Opened::Retired(_) => Err(Error::Stale { path: None }),
         }
     }
 
@@ -427,6 +427,7 @@ impl Inner {
             return Err(Error::Busy { path: None });
         }
         Mapping::new(fd)?.header().state.store(State::Tombstone as u32, Ordering::Release);
+        file::pause_for_tests("ROBUST_MUTEX_TEST_PAUSE_BEFORE_UNLINK");
         // Unlink only the inode we retired, not a file someone put at the path meanwhile.
         let ours = file::fstat(fd)?;
         let unlinked = match nix::sys::stat::stat(path) {
