@@ -125,3 +125,91 @@ fn a_killed_holder_leaves_its_record_and_the_lock_free() {
     drop(guard);
     assert!(!mutex.state().abandoned && !mutex.lock().unwrap().owner_died());
 }
+
+/// Hostile files, the file-lock layout's own corpus (the pthread layout's is in
+/// `torture_hostile.rs`): each is refused with its typed error by `open` and `destroy`, and
+/// left exactly as it was.
+#[test]
+fn hostile_files_are_refused_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("fl-hostile");
+    let genuine = {
+        let path = dir.join("genuine");
+        drop(SharedMutex::open(&path).unwrap());
+        std::fs::read(&path).unwrap()
+    };
+    let patched = |offset: usize, bytes: &[u8]| {
+        let mut page = genuine.clone();
+        page[offset..offset + bytes.len()].copy_from_slice(bytes);
+        page
+    };
+    let files: Vec<(&str, Vec<u8>, u32, &str)> = vec![
+        ("empty", vec![], 0o600, "EBADMUTEX"),
+        ("short", genuine[..4095].to_vec(), 0o600, "EBADMUTEX"),
+        ("random", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), 0o600, "EBADMUTEX"),
+        ("wrong-magic", patched(0, b"RMFLOCKX"), 0o600, "EBADMUTEX"),
+        ("wrong-version", patched(8, &2u32.to_ne_bytes()), 0o600, "EBADMUTEX"),
+        ("other-byte-order", patched(12, &0x0403_0201u32.to_ne_bytes()), 0o600, "EBADMUTEX"),
+        ("unknown-state", patched(16, &9u32.to_ne_bytes()), 0o600, "EBADMUTEX"),
+        ("pthread-backend-file", patched(0, b"RBMUTEX\0"), 0o600, "EBADMUTEX"),
+        ("world-writable", genuine.clone(), 0o606, "EINSECURE"),
+    ];
+    for (name, bytes, mode, code) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let open = SharedMutex::open(&path).map(drop).unwrap_err();
+        assert_eq!(open.code(), code, "open {name}: {open}");
+        let destroy = SharedMutex::destroy(&path).unwrap_err();
+        assert_eq!(destroy.code(), code, "destroy {name}: {destroy}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}: bytes changed");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, mode, "{name}: mode changed");
+    }
+    let sub = dir.join("a-directory");
+    std::fs::create_dir(&sub).unwrap();
+    assert!(SharedMutex::open(&sub).is_err());
+    let fifo = dir.join("a-fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert_eq!(SharedMutex::open(&fifo).map(drop).unwrap_err().code(), "EBADMUTEX");
+    let link = dir.join("a-symlink");
+    std::os::unix::fs::symlink(dir.join("genuine"), &link).unwrap();
+    assert_eq!(SharedMutex::open(&link).map(drop).unwrap_err().code(), "EINSECURE");
+    assert_eq!(SharedMutex::destroy(&link).unwrap_err().code(), "EINSECURE");
+    assert!(dir.join("genuine").exists() && std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Arbitrary identity bytes: a page opens exactly when magic, version, byte order and state
+    /// are a genuine file's, and nothing panics.
+    #[test]
+    fn a_page_opens_exactly_when_its_identity_is_genuine(
+        identity in proptest::collection::vec(proptest::prelude::any::<u8>(), 20),
+        keep in proptest::collection::vec(proptest::prelude::any::<bool>(), 5),
+    ) {
+        let dir = TempDir::new("fl-prop");
+        let path = dir.join("lock");
+        drop(SharedMutex::open(&path).unwrap());
+        let mut page = std::fs::read(&path).unwrap();
+        // Fields: magic 0..8, version 8..12, byte order 12..16, state 16..20 (ready 1..=3).
+        let fields = [0..8, 8..12, 12..16, 16..20];
+        for (field, keep) in fields.iter().zip(&keep) {
+            if !keep {
+                page[field.clone()].copy_from_slice(&identity[field.clone()]);
+            }
+        }
+        std::fs::write(&path, &page).unwrap();
+        let state = u32::from_ne_bytes(page[16..20].try_into().unwrap());
+        let genuine = &page[0..8] == b"RMFLOCK\0"
+            && u32::from_ne_bytes(page[8..12].try_into().unwrap()) == 1
+            && u32::from_ne_bytes(page[12..16].try_into().unwrap()) == 0x0102_0304
+            && (1..=3).contains(&state);
+        match SharedMutex::open(&path) {
+            // A retired (state 3) file at its path is finished off and a fresh one created.
+            Ok(_) => proptest::prop_assert!(genuine),
+            Err(e) => proptest::prop_assert!(!genuine && e.code() == "EBADMUTEX", "{e}"),
+        }
+    }
+}
