@@ -32,9 +32,11 @@
 //! guards. It must not open new mutexes there (`open`, `anonymous`, `from_fd`): they take
 //! process-wide locks that another thread of the parent may have held at the fork.
 //!
-//! Linux only (glibc or musl). The crate builds everywhere with the same public types, but
-//! other platforms (macOS, Windows, FreeBSD for now) lack a backend, and every constructor
-//! there returns [`Error::Unsupported`].
+//! Linux (glibc or musl) uses the robust pthread mutex. macOS and FreeBSD (and Linux with the
+//! `file-lock-backend` feature) use the file-lock backend: the same API and promise from a kernel
+//! file lock, an in-process gate and a holder record in the file (waiting polls and is not FIFO;
+//! a `fork()` child must open the mutex again). Elsewhere (Windows, ...) the crate builds with
+//! the same public types, and every constructor returns [`Error::Unsupported`].
 
 // `stat` field widths differ between targets; the casts to u64 are no-ops only on some.
 #![allow(clippy::unnecessary_cast)]
