@@ -79,6 +79,10 @@ mod hand_back;
 #[cfg(file_lock)]
 mod file_lock;
 
+// The Windows backend: a named kernel mutex (WAIT_ABANDONED = owner died).
+#[cfg(named_mutex)]
+mod named_mutex;
+
 /// The per-OS implementation behind the public types: one set of public types everywhere, a
 /// backend per OS: the robust pthread mutex (`mutex.rs`, Linux), the file lock (`file_lock/`,
 /// macOS and FreeBSD), or `sys/unsupported.rs` where every constructor fails with `Unsupported`.
@@ -87,7 +91,9 @@ mod backend {
     pub(crate) use crate::mutex::Inner;
     #[cfg(file_lock)]
     pub(crate) use crate::file_lock::Inner;
-    #[cfg(not(any(supported, file_lock)))]
+    #[cfg(named_mutex)]
+    pub(crate) use crate::named_mutex::Inner;
+    #[cfg(not(any(supported, file_lock, named_mutex)))]
     pub(crate) use crate::sys::Inner;
 }
 
@@ -101,7 +107,7 @@ pub use state::{MutexState, OwnerInfo};
 
 /// Hooks for the Node binding and the test helpers; not a stable API.
 #[doc(hidden)]
-#[cfg(any(supported, file_lock))]
+#[cfg(any(supported, file_lock, named_mutex))]
 pub mod __private {
     /// The length of the longest single wait.
     pub const SLICE: std::time::Duration = crate::handle::SLICE;
@@ -111,6 +117,9 @@ pub mod __private {
     /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
     #[cfg(file_lock)]
     pub const BACKEND: &str = "file-lock";
+    /// The backend this build uses.
+    #[cfg(named_mutex)]
+    pub const BACKEND: &str = "named-mutex";
     /// Offset of the pthread mutex in the file (for interoperability tests in C).
     #[cfg(supported)]
     pub const MUTEX_OFFSET: usize = crate::header::MUTEX_OFFSET;

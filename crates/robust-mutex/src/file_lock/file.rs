@@ -201,7 +201,8 @@ pub(crate) fn private_file(dir: &Path, mode: u32) -> Result<(OwnedFd, PathBuf), 
         let fd = match fcntl::open(name.as_path(), flags, mode_bits) {
             Ok(fd) => fd,
             Err(Errno::EEXIST) => continue,
-            Err(e) => return Err(Error::os("open(temporary file)", Some(&name), e)),
+            // No path: the caller's (the mutex's) is filled in above.
+            Err(e) => return Err(Error::os("open(temporary file) in the directory", None, e)),
         };
         if let Err(e) = initialise(fd.as_fd(), mode) {
             let _ = nix::unistd::unlink(name.as_path());
