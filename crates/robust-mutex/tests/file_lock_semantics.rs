@@ -8,13 +8,75 @@
 
 mod conformance_support;
 
-use conformance_support::{arg, helper_main, num_field, Helper, TempDir, PROMPT};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use conformance_support::{
+    arg, helper_main, num_field, say, wait_for_start, Barrier, DataPage, Helper, TempDir, PROMPT,
+};
 use robust_mutex::{Error, SharedMutex};
 
 #[test]
 #[ignore = "entry point of the helper processes the tests spawn"]
 fn helper_entry() {
-    helper_main(|_, _| None);
+    helper_main(|role, args| match role {
+        "count" => Some(count(&args[0], &args[1], args[2].parse().unwrap())),
+        _ => None,
+    });
+}
+
+/// Helper: `rounds` increments of the shared counter under the lock, by path.
+fn count(path: &str, data: &str, rounds: u64) -> i32 {
+    let mutex = SharedMutex::open(path).unwrap();
+    let page = DataPage::open(std::path::Path::new(data));
+    say("ready");
+    wait_for_start();
+    let mut problems = 0;
+    for _ in 0..rounds {
+        let guard = mutex.lock().unwrap();
+        if guard.owner_died() || page.word(1).swap(1, Ordering::Relaxed) != 0 {
+            problems += 1;
+        }
+        let value = page.word(0).load(Ordering::Relaxed);
+        std::thread::yield_now();
+        page.word(0).store(value + 1, Ordering::Relaxed);
+        page.word(1).store(0, Ordering::Relaxed);
+        drop(guard);
+    }
+    say(format!("done problems={problems}"));
+    0
+}
+
+/// The 16-process counter, by path: each process opens the file itself (the forked variant
+/// of the pthread backend's suite, under an anonymous mutex, cannot apply here), and the
+/// counter is exact.
+#[test]
+fn sixteen_processes_count_to_16000_by_path() {
+    const PROCESSES: usize = 16;
+    const ROUNDS: u64 = 1000;
+    let dir = TempDir::new("fl-sixteen");
+    let (path, data) = (dir.join("lock"), dir.join("data"));
+    let mutex = SharedMutex::open(&path).unwrap();
+    let page = DataPage::create(&data);
+    let barrier = Barrier::new();
+    let args = [arg(&path), arg(&data), ROUNDS.to_string()];
+    let mut helpers: Vec<Helper> =
+        (0..PROCESSES).map(|_| Helper::spawn_with_stdin("count", &args, barrier.stdin())).collect();
+    for helper in &mut helpers {
+        helper.expect("ready");
+    }
+    barrier.release(PROCESSES);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for helper in &mut helpers {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let line = helper.expect_within("done", left);
+        assert_eq!(num_field(&line, "problems"), 0, "{line}");
+        helper.expect_success();
+    }
+    assert_eq!(page.word(0).load(Ordering::Relaxed), PROCESSES as u64 * ROUNDS);
+    let state = mutex.state();
+    assert_eq!(state.acquisitions, PROCESSES as u64 * ROUNDS);
+    assert!(!state.locked && state.owner_deaths == 0, "{state:?}");
 }
 
 /// A file lock belongs to the process, yet a thread that ends holding is an owner death while
