@@ -35,8 +35,9 @@
 //! Linux (glibc or musl) uses the robust pthread mutex. macOS and FreeBSD (and Linux with the
 //! `file-lock-backend` feature) use the file-lock backend: the same API and promise from a kernel
 //! file lock, an in-process gate and a holder record in the file (waiting polls and is not FIFO;
-//! a `fork()` child must open the mutex again). Elsewhere (Windows, ...) the crate builds with
-//! the same public types, and every constructor returns [`Error::Unsupported`].
+//! a `fork()` child must open the mutex again). Windows uses a named kernel mutex, whose
+//! `WAIT_ABANDONED` is the owner-died signal. Elsewhere the crate builds with the same public
+//! types, and every constructor returns [`Error::Unsupported`].
 
 // `stat` field widths differ between targets; the casts to u64 are no-ops only on some.
 #![allow(clippy::unnecessary_cast)]
