@@ -403,7 +403,8 @@ impl Inner {
         let mut options = OpenOptions::new();
         options.create(false);
         let inner = Inner::open(path, &options.policy)?;
-        if inner.held_by_this_process() {
+        // The kernel mutex is recursive: a zero-time wait by its holder would succeed.
+        if inner.held_by_this_thread() {
             return Err(Error::Busy { path: None });
         }
         let mut got = None;
