@@ -109,7 +109,8 @@ impl Helper {
 fn a_killed_holder_process_is_an_owner_death() {
     let path = temp_path("killed");
     let mutex = SharedMutex::open(&path).unwrap();
-    let flavours: [(&str, fn(&SharedMutex) -> Result<robust_mutex::MutexGuard<'_>, Error>); 3] = [
+    type Acquire = fn(&SharedMutex) -> Result<robust_mutex::MutexGuard<'_>, Error>;
+    let flavours: [(&str, Acquire); 3] = [
         ("try_lock", |m| m.try_lock().map(|g| g.expect("free after the kill"))),
         ("lock", |m| m.lock()),
         ("lock_timeout", |m| m.lock_timeout(PROMPT)),
