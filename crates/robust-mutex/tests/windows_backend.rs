@@ -222,3 +222,22 @@ fn relock_is_deadlock_and_destroy_waits_for_the_holder() {
     SharedMutex::destroy(&path).unwrap();
     assert!(!path.exists());
 }
+
+/// An anonymous mutex (a temporary file removed at once) works within the process; `state()`
+/// and `reset_poison` through a handle.
+#[test]
+fn anonymous_state_and_reset_poison_through_a_handle() {
+    let mutex = SharedMutex::anonymous().unwrap();
+    assert!(mutex.path().is_none());
+    let mut guard = mutex.lock().unwrap();
+    let state = mutex.state();
+    assert!(state.locked && !state.abandoned, "{state:?}");
+    assert_eq!(state.owner.map(|o| o.pid), Some(std::process::id() as i32));
+    guard.poison();
+    drop(guard);
+    assert!(mutex.state().poisoned && !mutex.state().locked);
+    assert!(matches!(mutex.lock(), Err(Error::NotRecoverable)));
+    mutex.reset_poison().unwrap();
+    assert!(!mutex.lock().unwrap().owner_died());
+    assert_eq!(mutex.state().acquisitions, 2);
+}
