@@ -72,9 +72,12 @@ mod registry;
 #[cfg(supported)]
 mod selftest;
 #[cfg(supported)]
-mod watch;
+mod watch_linux;
 #[cfg(supported)]
 mod hand_back;
+
+// Waiting without acquiring (the Node binding's contended lock), on every backend.
+mod watch;
 
 // The file-lock backend (macOS, FreeBSD; Linux with the `file-lock-backend` feature).
 #[cfg(file_lock)]

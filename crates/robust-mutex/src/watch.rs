@@ -40,7 +40,7 @@ impl SharedMutex {
     /// ```
     pub fn wait_released(&self, deadline: Option<Instant>, cancel: &CancelToken) -> Result<(), Error> {
         let wait = Wait { deadline, cancel: Some(cancel), purpose: Purpose::Acquire, path: self.path() };
-        let result = self.inner.wait_slices(&wait, |raw, slice| Ok(raw.wait_released_slice(slice).then_some(())));
+        let result = self.inner.wait_released(&wait);
         if result.is_err() {
             // We may have been the sleeper an unlock woke just before giving up.
             self.pass_wake();
@@ -61,12 +61,7 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn try_acquire_raw_after_wait(&self) -> Result<Option<RawAcquisition>, Error> {
-        let acq = self.inner.try_acquire_contended()?;
-        if acq.is_some() {
-            // SAFETY: the lock was acquired just now by this thread.
-            unsafe { self.inner.raw().keep_waiters_flagged() };
-        }
-        Ok(acq.map(RawAcquisition::new))
+        Ok(self.inner.try_acquire_after_wait()?.map(RawAcquisition::new))
     }
 
     /// Wakes one sleeper on the lock (any process). For a thread that returned from
@@ -79,6 +74,6 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn pass_wake(&self) {
-        self.inner.raw().pass_wake();
+        self.inner.pass_wake();
     }
 }

@@ -241,3 +241,26 @@ fn anonymous_state_and_reset_poison_through_a_handle() {
     assert!(!mutex.lock().unwrap().owner_died());
     assert_eq!(mutex.state().acquisitions, 2);
 }
+
+/// Waiting without acquiring (the Node binding's contended lock): the watcher returns when the
+/// holder process is killed, and the trylock that follows reports the death.
+#[test]
+fn a_watcher_returns_when_the_holder_is_killed_and_the_trylock_reports_it() {
+    let path = temp_path("watch");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let mut holder = Helper::spawn("hold", &path);
+    holder.expect("locked");
+    let watcher = {
+        let mutex = mutex.clone();
+        std::thread::spawn(move || mutex.wait_released(Some(Instant::now() + PROMPT), &CancelToken::new()))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!watcher.is_finished(), "the watcher waits while the holder lives");
+    holder.kill();
+    watcher.join().unwrap().expect("returned when the holder died");
+    let held = mutex.try_acquire_raw_after_wait().unwrap().expect("free");
+    assert!(held.owner_died(), "the abandonment the watcher met is reported");
+    // SAFETY: acquired just above on this thread from this mutex.
+    unsafe { mutex.release_raw(held) }.unwrap();
+    assert_eq!(mutex.state().contended, 1);
+}

@@ -29,6 +29,7 @@ mod holds;
 mod mapping;
 mod os;
 mod registry;
+mod watch;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -137,6 +138,11 @@ impl Inner {
 
     /// The fast path: pass the thread gate, then one non-blocking file-lock attempt.
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
+        self.try_acquire_counted(false)
+    }
+
+    /// A non-blocking acquire; `contended`: after a wait (see `watch.rs`).
+    fn try_acquire_counted(&self, contended: bool) -> Result<Option<Acquisition>, Error> {
         let pid = self.this_process()?;
         match self.gate.try_enter() {
             Entry::Passed => {}
@@ -144,7 +150,7 @@ impl Inner {
             Entry::Busy => return self.busy(),
         }
         match os::try_lock(self.fd()) {
-            Ok(true) => self.admit(pid, false).map(Some),
+            Ok(true) => self.admit(pid, contended).map(Some),
             Ok(false) => {
                 self.gate.leave();
                 self.busy()
@@ -366,7 +372,7 @@ impl Inner {
     /// moment can see as busy).
     pub(crate) fn state(&self) -> MutexState {
         let header = self.header();
-        let locked = self.gate.inspect(|held_here| held_here || os::held_elsewhere(self.fd()).unwrap_or(false));
+        let locked = self.locked_now();
         let held = header.held.load(Ordering::Acquire) != 0;
         let pid = header.owner_pid.load(Ordering::Relaxed);
         let tid = header.owner_tid.load(Ordering::Relaxed);
@@ -382,6 +388,11 @@ impl Inner {
             contended: header.contended.load(Ordering::Relaxed),
             owner_deaths: header.owner_deaths.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether a thread of this process, or another process, holds the lock.
+    fn locked_now(&self) -> bool {
+        self.gate.inspect(|held_here| held_here || os::held_elsewhere(self.fd()).unwrap_or(false))
     }
 
     /// Clears the poison under the lock (waiting through it, until `deadline`) and bumps the

@@ -9,6 +9,7 @@
 //! one login session share a mutex; services in session 0 and users in other sessions do not.
 
 mod header;
+mod watch;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -174,11 +175,16 @@ impl Inner {
     }
 
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
+        self.try_acquire_counted(false)
+    }
+
+    /// A non-blocking acquire; `contended`: after a wait (see `watch.rs`).
+    fn try_acquire_counted(&self, contended: bool) -> Result<Option<Acquisition>, Error> {
         if self.held_by_this_thread() {
             return Err(Error::Deadlock);
         }
         match self.wait_once(0)? {
-            Waited::Acquired { abandoned } => self.admit(abandoned, false).map(Some),
+            Waited::Acquired { abandoned } => self.admit(abandoned, contended).map(Some),
             Waited::TimedOut => self.busy(),
         }
     }
@@ -343,9 +349,7 @@ impl Inner {
             match self.wait_once(0) {
                 Ok(Waited::Acquired { abandoned }) => {
                     if abandoned {
-                        let mut now = header::read(&self.file).unwrap_or(h);
-                        now.pending_death = 1;
-                        let _ = header::write(&self.file, &now);
+                        self.record_pending_death();
                     }
                     let _ = self.release_kernel();
                     (false, abandoned || h.pending_death != 0)
@@ -365,6 +369,15 @@ impl Inner {
             acquisitions: h.acquisitions,
             contended: h.contended,
             owner_deaths: h.owner_deaths,
+        }
+    }
+
+    /// Records, while holding the kernel mutex, an abandonment this thread met without taking
+    /// the lock for itself: the next acquirer is told its owner died.
+    fn record_pending_death(&self) {
+        if let Ok(mut h) = header::read(&self.file) {
+            h.pending_death = 1;
+            let _ = header::write(&self.file, &h);
         }
     }
 
