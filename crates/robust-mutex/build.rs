@@ -2,6 +2,11 @@
 //! mutexes and the kernel keeps robust lists. Elsewhere the crate still builds, and every
 //! constructor returns `Error::Unsupported`.
 //!
+//! Declares `cfg(file_lock)`: the file-lock backend (`src/file_lock/`), the default on macOS
+//! and FreeBSD, and selected on Linux (where it is built and tested) by the `file-lock-backend`
+//! Cargo feature. Declares `cfg(named_mutex)`: the Windows backend (`src/named_mutex/`). At most
+//! one of `supported`, `file_lock` and `named_mutex` is set.
+//!
 //! The `force-unsupported` Cargo feature (testing only) selects that unsupported build on Linux
 //! too, so that it is compiled and tested here; `--cfg robust_mutex_unsupported` in RUSTFLAGS
 //! does the same (Cargo reports it to this script as `CARGO_CFG_ROBUST_MUTEX_UNSUPPORTED`).
@@ -12,10 +17,20 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(supported)");
     println!("cargo::rustc-check-cfg=cfg(robust_mutex_unsupported)");
-    let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    println!("cargo::rustc-check-cfg=cfg(file_lock)");
+    println!("cargo::rustc-check-cfg=cfg(named_mutex)");
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let forced_off = std::env::var_os("CARGO_FEATURE_FORCE_UNSUPPORTED").is_some()
         || std::env::var_os("CARGO_CFG_ROBUST_MUTEX_UNSUPPORTED").is_some();
-    if linux && !forced_off {
-        println!("cargo::rustc-cfg=supported");
+    let file_lock_feature = std::env::var_os("CARGO_FEATURE_FILE_LOCK_BACKEND").is_some();
+    if forced_off {
+        return;
+    }
+    match os.as_str() {
+        "linux" if file_lock_feature => println!("cargo::rustc-cfg=file_lock"),
+        "linux" => println!("cargo::rustc-cfg=supported"),
+        "macos" | "freebsd" => println!("cargo::rustc-cfg=file_lock"),
+        "windows" => println!("cargo::rustc-cfg=named_mutex"),
+        _ => {}
     }
 }

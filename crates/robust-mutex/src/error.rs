@@ -173,7 +173,7 @@ impl Error {
         }
     }
 
-    #[cfg(supported)]
+    #[cfg(any(supported, file_lock))]
     pub(crate) fn os(op: &'static str, path: Option<&std::path::Path>, errno: nix::errno::Errno) -> Error {
         Error::Os { op, path: path.map(PathBuf::from), errno: errno as i32 }
     }

@@ -32,9 +32,12 @@
 //! guards. It must not open new mutexes there (`open`, `anonymous`, `from_fd`): they take
 //! process-wide locks that another thread of the parent may have held at the fork.
 //!
-//! Linux only (glibc or musl). The crate builds everywhere with the same public types, but
-//! other platforms (macOS, Windows, FreeBSD for now) lack a backend, and every constructor
-//! there returns [`Error::Unsupported`].
+//! Linux (glibc or musl) uses the robust pthread mutex. macOS and FreeBSD (and Linux with the
+//! `file-lock-backend` feature) use the file-lock backend: the same API and promise from a kernel
+//! file lock, an in-process gate and a holder record in the file (waiting polls and is not FIFO;
+//! a `fork()` child must open the mutex again). Windows uses a named kernel mutex, whose
+//! `WAIT_ABANDONED` is the owner-died signal. Elsewhere the crate builds with the same public
+//! types, and every constructor returns [`Error::Unsupported`].
 
 // `stat` field widths differ between targets; the casts to u64 are no-ops only on some.
 #![allow(clippy::unnecessary_cast)]
@@ -69,14 +72,32 @@ mod registry;
 #[cfg(supported)]
 mod selftest;
 #[cfg(supported)]
+mod watch_linux;
+#[cfg(supported)]
+mod hand_back;
+
+// Waiting without acquiring (the Node binding's contended lock), on every backend.
 mod watch;
 
+// The file-lock backend (macOS, FreeBSD; Linux with the `file-lock-backend` feature).
+#[cfg(file_lock)]
+mod file_lock;
+
+// The Windows backend: a named kernel mutex (WAIT_ABANDONED = owner died).
+#[cfg(named_mutex)]
+mod named_mutex;
+
 /// The per-OS implementation behind the public types: one set of public types everywhere, a
-/// backend per OS (`sys/unsupported.rs` where every constructor fails with `Unsupported`).
+/// backend per OS: the robust pthread mutex (`mutex.rs`, Linux), the file lock (`file_lock/`,
+/// macOS and FreeBSD), or `sys/unsupported.rs` where every constructor fails with `Unsupported`.
 mod backend {
     #[cfg(supported)]
     pub(crate) use crate::mutex::Inner;
-    #[cfg(not(supported))]
+    #[cfg(file_lock)]
+    pub(crate) use crate::file_lock::Inner;
+    #[cfg(named_mutex)]
+    pub(crate) use crate::named_mutex::Inner;
+    #[cfg(not(any(supported, file_lock, named_mutex)))]
     pub(crate) use crate::sys::Inner;
 }
 
@@ -90,15 +111,26 @@ pub use state::{MutexState, OwnerInfo};
 
 /// Hooks for the Node binding and the test helpers; not a stable API.
 #[doc(hidden)]
-#[cfg(supported)]
+#[cfg(any(supported, file_lock, named_mutex))]
 pub mod __private {
     /// The length of the longest single wait.
     pub const SLICE: std::time::Duration = crate::handle::SLICE;
+    /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
+    #[cfg(supported)]
+    pub const BACKEND: &str = "pthread";
+    /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
+    #[cfg(file_lock)]
+    pub const BACKEND: &str = "file-lock";
+    /// The backend this build uses.
+    #[cfg(named_mutex)]
+    pub const BACKEND: &str = "named-mutex";
     /// Offset of the pthread mutex in the file (for interoperability tests in C).
+    #[cfg(supported)]
     pub const MUTEX_OFFSET: usize = crate::header::MUTEX_OFFSET;
 
     /// The pthread mutex inside a handle's mapping, for the benchmark's raw baseline. Valid as
     /// long as the handle lives.
+    #[cfg(supported)]
     pub fn raw_mutex_ptr(mutex: &crate::SharedMutex) -> *mut libc::pthread_mutex_t {
         mutex.inner.raw_ptr()
     }

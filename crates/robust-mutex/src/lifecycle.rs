@@ -15,15 +15,19 @@ impl SharedMutex {
     /// Retires the mutex file at `path` and removes it.
     ///
     /// Fails with [`Error::Busy`] while any handle (in any process, this one included) has the
-    /// file open, or while a program outside this library holds the lock. A file that is not a
-    /// mutex file is refused ([`Error::BadMutex`]) and left in place. Processes that open the
-    /// path afterwards create a fresh mutex.
+    /// file open, or while a program outside this library holds the lock. (The file-lock
+    /// backend, on macOS and FreeBSD, refuses only while the lock is held; handles still open
+    /// get [`Error::Stale`] on their next acquire.) A file that is not a mutex file is refused
+    /// ([`Error::BadMutex`]) and left in place. Processes that open the path afterwards create a
+    /// fresh mutex.
     ///
     /// ```
     /// use robust_mutex::SharedMutex;
     /// let path = std::env::temp_dir().join(format!("rm-doc-destroy-{}", std::process::id()));
     /// let mutex = SharedMutex::open(&path)?;
+    /// let held = mutex.lock()?;
     /// assert_eq!(SharedMutex::destroy(&path).unwrap_err().code(), "EBUSY");
+    /// drop(held);
     /// drop(mutex);
     /// SharedMutex::destroy(&path)?;
     /// assert!(!path.exists());

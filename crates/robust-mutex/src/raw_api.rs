@@ -3,11 +3,9 @@
 //! locks in their own tables, where a guard per acquisition (and its reference count) would cost
 //! more than the lock itself.
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::guard::Acquisition;
-use crate::header::State;
 use crate::{CancelToken, Error, OwnerInfo, SharedMutex};
 
 /// A held lock, as a plain value. Dropping it does **not** unlock: the lock stays held until
@@ -147,31 +145,7 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub unsafe fn hand_back_raw(&self, held: RawAcquisition) -> Result<(), Error> {
-        let acq = &held.acq;
-        if !acq.owner_died || acq.pid != crate::sys::pid() {
-            // SAFETY: forwarded from this function's contract (a fork copy is refused inside).
-            return unsafe { self.inner.release(acq) };
-        }
-        let header = self.inner.header();
-        let dead = acq.dead_owner.as_deref();
-        header.owner_pid.store(dead.map_or(0, |d| d.pid), Ordering::Relaxed);
-        header.owner_tid.store(dead.map_or(0, |d| d.tid), Ordering::Relaxed);
-        let since_ns = dead
-            .and_then(|d| d.since)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d: Duration| d.as_nanos() as u64);
-        header.owner_since_ns.store(since_ns, Ordering::Relaxed);
-        // The next acquirer counts this death again: un-count ours (only the holder writes it).
-        header.owner_deaths.store(header.owner_deaths.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
-        let _ = header.state.compare_exchange(
-            State::Ready as u32,
-            State::Abandoned as u32,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-        // SAFETY: we hold the lock (contract); `inconsistent` is true exactly when it was
-        // acquired with EOWNERDEAD.
-        unsafe { self.inner.raw().unlock(acq.inconsistent) }
-            .map_err(|errno| Error::os("pthread_mutex_unlock", self.path(), errno))
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.inner.hand_back(&held.acq) }.map_err(|e| e.at(self.path()))
     }
 }

@@ -41,12 +41,12 @@ impl SharedMutex {
     /// ```
     pub fn wait_released(&self, deadline: Option<Instant>, cancel: &CancelToken) -> Result<(), Error> {
         let wait = Wait { deadline, cancel: Some(cancel), purpose: Purpose::Acquire, path: self.path() };
-        let result = self.inner.wait_slices(&wait, |raw, slice| Ok(raw.wait_released_slice(slice).then_some(())));
+        let result = self.inner.wait_released(&wait);
         // The unlock (or the kernel, for a dead holder) wakes one sleeper, and it may have been
-        // us. Whether or not our caller goes on to acquire — it may give up, or its process may
-        // exit first — hand that wake on at once, so that no other sleeper (a C-library one
-        // waits without a time limit) is left asleep on a free lock. At worst one extra sleeper
-        // wakes, finds the lock taken and sleeps again.
+        // us. Whether or not our caller goes on to acquire — it may give up, close, or its
+        // process or worker may end first — hand that wake on at once, so that no other sleeper
+        // (a C-library one waits without a time limit) is left asleep on a free lock. At worst
+        // one extra sleeper wakes, finds the lock taken and sleeps again.
         self.pass_wake();
         result
     }
@@ -64,12 +64,7 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn try_acquire_raw_after_wait(&self) -> Result<Option<RawAcquisition>, Error> {
-        let acq = self.inner.try_acquire_contended()?;
-        if acq.is_some() {
-            // SAFETY: the lock was acquired just now by this thread.
-            unsafe { self.inner.raw().keep_waiters_flagged() };
-        }
-        Ok(acq.map(RawAcquisition::new))
+        Ok(self.inner.try_acquire_after_wait()?.map(RawAcquisition::new))
     }
 
     /// Wakes one sleeper on the lock (any process). For a thread that returned from
@@ -82,6 +77,6 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn pass_wake(&self) {
-        self.inner.raw().pass_wake();
+        self.inner.pass_wake();
     }
 }

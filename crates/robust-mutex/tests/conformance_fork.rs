@@ -90,6 +90,7 @@ fn child_of_holder(mutex: &SharedMutex, inherited: MutexGuard<'_>) -> i32 {
 /// must not mark the parent's mutex consistent (glibc would let it). For a file and for an
 /// anonymous mutex.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again")]
 fn c10_fork_while_holding() {
     let _serial = FORKS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = conformance_support::TempDir::new("c10");
@@ -248,6 +249,7 @@ fn count(mutex: &SharedMutex, page: &SharedPage) -> i32 {
 /// the total must be exactly 160,000, nobody may ever be inside with someone else, and the
 /// mutex must have counted exactly 160,000 acquisitions.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again")]
 fn sixteen_forked_processes_count_to_160000_under_an_anonymous_mutex() {
     let _serial = FORKS.lock().unwrap_or_else(|p| p.into_inner());
     let mutex = SharedMutex::anonymous().unwrap();

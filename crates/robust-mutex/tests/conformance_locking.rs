@@ -452,6 +452,7 @@ fn c20_close_while_holding_in_this_process() {
 /// first shows through the second, the holding thread gets `Deadlock` through the second, and
 /// another thread waiting through the second gets the lock once the first is released.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: compares the address of the pthread mutex in the mappings (the file-lock backend shares one Inner per file the same way; see c02/c20)")]
 fn c21_same_file_opened_twice_in_one_process() {
     let dir = TempDir::new("c21");
     let path = dir.join("lock");
@@ -461,11 +462,11 @@ fn c21_same_file_opened_twice_in_one_process() {
         let three = SharedMutex::from_fd(one.as_fd().try_clone_to_owned().unwrap()).unwrap();
         assert_eq!(conformance_support::dev_ino(&one), conformance_support::dev_ino(&two));
         assert_eq!(
-            robust_mutex::__private::raw_mutex_ptr(&one),
-            robust_mutex::__private::raw_mutex_ptr(&two),
+            conformance_support::raw_mutex_ptr(&one),
+            conformance_support::raw_mutex_ptr(&two),
             "handles to one file must share one mapping"
         );
-        assert_eq!(robust_mutex::__private::raw_mutex_ptr(&one), robust_mutex::__private::raw_mutex_ptr(&three));
+        assert_eq!(conformance_support::raw_mutex_ptr(&one), conformance_support::raw_mutex_ptr(&three));
 
         let guard = one.lock().unwrap();
         for other in [&two, &three] {
@@ -503,7 +504,7 @@ fn shifted_locker(path: &str) -> i32 {
         keep.push(vec![1u8; size]);
     }
     let mutex = SharedMutex::open(path).unwrap();
-    let addr = robust_mutex::__private::raw_mutex_ptr(&mutex) as usize;
+    let addr = conformance_support::raw_mutex_ptr(&mutex) as usize;
     let guard = mutex.lock().unwrap();
     say(format!("locked addr={addr} {}", describe(&guard)));
     while conformance_support::read_command().is_some() {}
@@ -514,11 +515,12 @@ fn shifted_locker(path: &str) -> i32 {
 /// Scenario 22: Processes map the file at different addresses (the robust-list pointers in the mutex are
 /// only meaningful to the current owner); owner death is still reported across them.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: the robust-list pointers inside the pthread mutex; the file-lock backend's file has no pointers")]
 fn c22_processes_map_the_mutex_at_different_addresses() {
     let dir = TempDir::new("c22");
     let path = dir.join("lock");
     let mutex = SharedMutex::open(&path).unwrap();
-    let here = robust_mutex::__private::raw_mutex_ptr(&mutex) as usize;
+    let here = conformance_support::raw_mutex_ptr(&mutex) as usize;
     let mut helper = Helper::spawn("shifted-locker", &[arg(&path)]);
     let line = helper.expect("locked");
     let there = num_field(&line, "addr") as usize;

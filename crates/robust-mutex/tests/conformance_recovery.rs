@@ -33,7 +33,7 @@ unsafe impl Sync for RawPtr {}
 /// another thread locks it (`EOWNERDEAD`) and unlocks without `pthread_mutex_consistent`. That
 /// thread then tries the library's `try_lock` twice and a timed lock, and reports the codes.
 fn make_not_recoverable(mutex: &SharedMutex) -> Vec<String> {
-    let ptr = RawPtr(robust_mutex::__private::raw_mutex_ptr(mutex));
+    let ptr = RawPtr(conformance_support::raw_mutex_ptr(mutex));
     std::thread::scope(|s| {
         let p = &ptr;
         s.spawn(move || {
@@ -71,6 +71,7 @@ fn reset_guarded(path: &Path) -> Result<(), Error> {
 }
 
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: a pthread-level unrecoverable mutex (a C user's unlock after EOWNERDEAD without pthread_mutex_consistent); the file-lock backend has no pthread mutex")]
 fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
     let dir = TempDir::new("notrecoverable");
     let path = dir.join("lock");
@@ -110,6 +111,7 @@ fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
 }
 
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: a pthread-level unrecoverable mutex; the file-lock backend has no pthread mutex")]
 fn c32_destroy_retires_a_pthread_level_unrecoverable_mutex() {
     let dir = TempDir::new("notrecoverable-destroy");
     let path = dir.join("lock");
@@ -164,6 +166,7 @@ fn c33_reset_keeps_an_abandoned_mutex_abandoned_when_unused() {
 }
 
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: the poisoner dies by a pthread-level unlock through the raw mutex; on the file-lock backend a poisoned mutex refuses before recording a holder (c13/c14 cover poison and reset)")]
 fn c33_reset_of_a_poisoned_mutex_whose_poisoner_died_reports_the_death() {
     let dir = TempDir::new("reset-poisoned-abandoned");
     let path = dir.join("lock");
@@ -172,7 +175,7 @@ fn c33_reset_of_a_poisoned_mutex_whose_poisoner_died_reports_the_death() {
     guard.poison();
     drop(guard);
     // Poisoned, then a raw user (who ignores our header) dies holding it.
-    let ptr = RawPtr(robust_mutex::__private::raw_mutex_ptr(&mutex));
+    let ptr = RawPtr(conformance_support::raw_mutex_ptr(&mutex));
     std::thread::scope(|s| {
         let p = &ptr;
         // SAFETY: a live robust mutex; the thread exits holding it on purpose.
@@ -226,6 +229,7 @@ fn c34_reset_with_an_unbounded_timeout_waits_for_the_holder() {
 /// A pthread-level unrecoverable mutex still open elsewhere: reset waits (within its deadline)
 /// for the other users to close it, then re-initialises it.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: a pthread-level unrecoverable mutex; the file-lock backend has no pthread mutex")]
 fn c32_reset_waits_for_the_last_user_of_an_unrecoverable_mutex() {
     let dir = TempDir::new("notrecoverable-wait");
     let path = dir.join("lock");

@@ -2,6 +2,9 @@
 //! contended `lock()`: the waiting thread only watches, the thread that wants the lock takes it
 //! with `try_acquire_raw_after_wait`. Real helper processes and real SIGKILL; C-library sleepers
 //! (`pthread_mutex_lock` with no time limit) must never be stranded by a watcher.
+//!
+//! On the file-lock backend the watcher polls the lock (there is no lock word); the tests with
+//! C-library sleepers on the pthread mutex are ignored there.
 
 mod conformance_support;
 
@@ -38,7 +41,7 @@ fn spawn_watcher(mutex: &SharedMutex, deadline: Option<Instant>) -> (i32, mpsc::
 /// Starts a thread that locks with the C library alone (no slices, no time limit) and unlocks
 /// at once; returns its tid and a channel that says when it got the lock.
 fn spawn_c_sleeper(mutex: &SharedMutex) -> (i32, mpsc::Receiver<i32>) {
-    let ptr = robust_mutex::__private::raw_mutex_ptr(mutex) as usize;
+    let ptr = conformance_support::raw_mutex_ptr(mutex) as usize;
     let keep = mutex.clone();
     let (tid_tx, tid_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
@@ -120,6 +123,7 @@ fn watch_honours_its_deadline_and_poison() {
 /// (it gave up, or its process exited): unless the watch itself passed the wake on, the
 /// C-library sleeper would sleep forever on a free lock.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: C-library sleepers in pthread_mutex_lock on the pthread mutex; the file-lock backend has none, and its waiters poll (no wake to pass on)")]
 fn a_watcher_whose_caller_never_acquires_leaves_no_c_library_sleeper_stranded() {
     let mutex = SharedMutex::anonymous().unwrap();
     let held = mutex.lock().unwrap();
@@ -136,6 +140,7 @@ fn a_watcher_whose_caller_never_acquires_leaves_no_c_library_sleeper_stranded() 
 /// The watcher's thread acquires with a trylock (which does not set the waiters flag): its
 /// unlock must still wake the C-library sleeper whose flag the previous unlock consumed.
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: C-library sleepers in pthread_mutex_lock on the pthread mutex; the file-lock backend has none, and its waiters poll (no wake to pass on)")]
 fn an_acquire_after_a_watch_keeps_other_sleepers_wakeable() {
     let mutex = SharedMutex::anonymous().unwrap();
     let held = mutex.lock().unwrap();

@@ -163,6 +163,7 @@ struct Case {
 }
 
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)")]
 fn torture_hostile_corpus() {
     let root = TempDir::new("hostile");
     let genuine = genuine_page();
@@ -523,6 +524,7 @@ fn page_strategy() -> impl Strategy<Value = (Vec<(usize, u8)>, Option<u32>, usiz
 }
 
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)")]
 fn torture_hostile_header_properties() {
     let genuine = genuine_page();
     let dir = TempDir::new("hostile-prop");

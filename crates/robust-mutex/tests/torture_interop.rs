@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use robust_mutex::{SharedMutex, __private::MUTEX_OFFSET};
+use robust_mutex::{SharedMutex};
+use torture_support::MUTEX_OFFSET;
 use torture_support::{
     arg, child_command, child_main, have_program, read_command, report, reports, wait_or_kill, Conversation, DataPage,
     TempDir,
@@ -180,6 +181,7 @@ fn finish(mut child: std::process::Child, what: &str) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: C programs share the pthread mutex inside the file; the file-lock backend's file has none")]
 fn torture_interop_c_rust_node_share_one_pthread_mutex() {
     let dir = TempDir::new("interop");
     let c = match build_c(&dir) {

@@ -19,7 +19,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
-use robust_mutex::{SharedMutex, __private::MUTEX_OFFSET};
+use robust_mutex::{SharedMutex};
+use torture_support::MUTEX_OFFSET;
 use torture_support::{arg, child_command, child_main, read_command, report, Conversation, DataPage, Gate, TempDir};
 
 const PROCESSES: usize = 32;
@@ -118,8 +119,12 @@ fn torture_open_race_32_processes_50_rounds() {
         assert_eq!(names, vec![format!("race-{round}.lock")], "round {round}: one file, no leftovers");
         let bytes = std::fs::read(&path).expect("read");
         assert_eq!(bytes.len(), 4096);
-        assert_eq!(&bytes[..8], b"RBMUTEX\0");
-        assert_eq!(u32::from_ne_bytes(bytes[12..16].try_into().unwrap()) as usize, MUTEX_OFFSET);
+        if cfg!(feature = "file-lock-backend") {
+            assert_eq!(&bytes[..8], b"RMFLOCK\0");
+        } else {
+            assert_eq!(&bytes[..8], b"RBMUTEX\0");
+            assert_eq!(u32::from_ne_bytes(bytes[12..16].try_into().unwrap()) as usize, MUTEX_OFFSET);
+        }
         let mutex = SharedMutex::open(&path).expect("reopen");
         let state = mutex.state();
         assert_eq!((state.generation, state.acquisitions, state.owner_deaths), (1, PROCESSES as u64, 0));

@@ -204,7 +204,14 @@ fn poison_waiter(path: &Path) -> i32 {
 fn in_futex_wait(pid: u32, tid: &str) -> Option<bool> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
     // "running", or the number of the system call the thread sleeps in, then its arguments.
-    Some(text.split(' ').next().and_then(|nr| nr.parse::<i64>().ok()) == Some(libc::SYS_futex))
+    let nr = text.split(' ').next().and_then(|nr| nr.parse::<i64>().ok());
+    // The file-lock backend also pauses between attempts at a file lock another process holds.
+    let waits: &[i64] = if cfg!(feature = "file-lock-backend") {
+        &[libc::SYS_futex, libc::SYS_nanosleep, libc::SYS_clock_nanosleep]
+    } else {
+        &[libc::SYS_futex]
+    };
+    Some(nr.is_some_and(|nr| waits.contains(&nr)))
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod linux;
 #[cfg(supported)]
 pub(crate) use linux::*;
 
-#[cfg(not(supported))]
+#[cfg(not(any(supported, file_lock, named_mutex)))]
 mod unsupported;
-#[cfg(not(supported))]
+#[cfg(not(any(supported, file_lock, named_mutex)))]
 pub(crate) use unsupported::Inner;

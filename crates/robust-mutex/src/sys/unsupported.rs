@@ -74,6 +74,24 @@ impl Inner {
         match *self {}
     }
 
+    /// # Safety
+    /// As on Linux (unreachable here).
+    pub(crate) unsafe fn hand_back(&self, _acq: &Acquisition) -> Result<(), Error> {
+        match *self {}
+    }
+
+    pub(crate) fn wait_released(&self, _wait: &Wait<'_>) -> Result<(), Error> {
+        match *self {}
+    }
+
+    pub(crate) fn try_acquire_after_wait(&self) -> Result<Option<Acquisition>, Error> {
+        match *self {}
+    }
+
+    pub(crate) fn pass_wake(&self) {
+        match *self {}
+    }
+
     pub(crate) fn state(&self) -> MutexState {
         match *self {}
     }

@@ -242,16 +242,24 @@ fn blocked_syscall(pid: i32, tid: i32) -> Option<i64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// Waits until thread `tid` of process `pid` is seen sleeping in `futex()` (the pthread lock
-/// wait), so a test can act on a waiter that is really blocked. Where `/proc` does not tell, it
-/// falls back to a pause.
+/// The system calls a waiter sleeps in: `futex()` for the pthread lock (and the file-lock
+/// backend's thread gate); the file-lock backend also pauses between attempts at a file lock
+/// held by another process (`nanosleep`, which glibc makes a `clock_nanosleep`).
+#[cfg(not(feature = "file-lock-backend"))]
+const WAIT_SYSCALLS: &[i64] = &[libc::SYS_futex];
+#[cfg(feature = "file-lock-backend")]
+const WAIT_SYSCALLS: &[i64] = &[libc::SYS_futex, libc::SYS_nanosleep, libc::SYS_clock_nanosleep];
+
+/// Waits until thread `tid` of process `pid` is seen sleeping in the backend's wait (see
+/// [`WAIT_SYSCALLS`]), so a test can act on a waiter that is really blocked. Where `/proc` does
+/// not tell, it falls back to a pause.
 pub fn wait_until_blocked_in_futex(pid: i32, tid: i32) {
     if std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).is_err() {
         std::thread::sleep(Duration::from_millis(300));
         return;
     }
     let deadline = Instant::now() + STARTUP;
-    while blocked_syscall(pid, tid) != Some(libc::SYS_futex) {
+    while !blocked_syscall(pid, tid).is_some_and(|call| WAIT_SYSCALLS.contains(&call)) {
         assert!(Instant::now() < deadline, "thread {tid} of {pid} never blocked in futex() (hang guard)");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -541,3 +549,8 @@ pub fn destroy_unused(path: &Path) {
         }
     }
 }
+
+#[path = "../common/backend.rs"]
+mod backend;
+#[allow(unused_imports)] // not every test binary uses them
+pub use backend::{raw_mutex_ptr, MUTEX_OFFSET};

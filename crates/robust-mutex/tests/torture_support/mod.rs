@@ -288,3 +288,8 @@ impl Gate<'_> {
         unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
     }
 }
+
+#[path = "../common/backend.rs"]
+mod backend;
+#[allow(unused_imports)] // not every test binary uses them
+pub use backend::{raw_mutex_ptr, MUTEX_OFFSET};
