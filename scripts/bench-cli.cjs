@@ -7,8 +7,10 @@
 //   robust-mutex --version                  our CLI without the native addon
 //   robust-mutex run LOCK -- true           the real thing: addon, open, lock, spawn, release
 //
-// Medians (and p90) of several rounds, interleaved so that load changes hit every command alike;
-// the machine is shared, so compare ratios, not absolutes. Usage: node scripts/bench-cli.cjs [N]
+// Wall time: medians (and p90) of several rounds, interleaved so that load changes hit every
+// command alike. CPU time (user + sys, from the shell's `times` after N runs in a row) is what the
+// command costs the machine, and moves much less with load than wall time on a shared machine.
+// Compare ratios, not absolutes. Usage: node scripts/bench-cli.cjs [N]
 'use strict'
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -55,6 +57,32 @@ for (const c of commands) {
   const xs = times.get(c.name)
   const m = median(xs)
   const vsFlock = base ? `${(m / base).toFixed(1)}x` : '-'
-  const overNode = c.argv[0] === process.execPath ? `+${(m - node).toFixed(1)} ms` : '-'
+  const overNode = c.argv[0] === process.execPath ? `${m - node >= 0 ? '+' : ''}${(m - node).toFixed(1)} ms` : '-'
   console.log(`${c.name.padEnd(32)}${`${m.toFixed(1)} ms`.padStart(10)}${`${p90(xs).toFixed(1)} ms`.padStart(10)}${vsFlock.padStart(10)}${overNode.padStart(11)}`)
+}
+
+// CPU time per invocation: one shell runs the command N times, then `times` reports its
+// children's cumulative user and system time.
+const quote = (arg) => `'${String(arg).replace(/'/g, "'\\''")}'`
+const cpu = new Map()
+for (const c of commands) {
+  const script = `i=0; while [ $i -lt ${rounds} ]; do ${c.argv.map(quote).join(' ')} >/dev/null || exit 1; i=$((i+1)); done; times`
+  const r = spawnSync('/bin/sh', ['-c', script], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${c.name} failed: ${r.stderr}`)
+  const lines = r.stdout.trim().split('\n')
+  const seconds = (s) => {
+    const m = /(\d+)m([\d.]+)s/.exec(s)
+    return m ? Number(m[1]) * 60 + Number(m[2]) : NaN
+  }
+  const [user, sys] = lines[lines.length - 1].trim().split(/\s+/).map(seconds)
+  cpu.set(c.name, ((user + sys) * 1000) / rounds)
+}
+const cpuBase = flock ? cpu.get('flock LOCK true') : undefined
+const cpuNode = cpu.get('node -e 0')
+console.log(`\n${'CPU time per run (user+sys)'.padEnd(32)}${'mean'.padStart(10)}${''.padStart(10)}${'vs flock'.padStart(10)}${'over node'.padStart(11)}`)
+for (const c of commands) {
+  const m = cpu.get(c.name)
+  const vsFlock = cpuBase ? `${(m / cpuBase).toFixed(1)}x` : '-'
+  const overNode = c.argv[0] === process.execPath ? `${m - cpuNode >= 0 ? '+' : ''}${(m - cpuNode).toFixed(1)} ms` : '-'
+  console.log(`${c.name.padEnd(32)}${`${m.toFixed(1)} ms`.padStart(10)}${''.padStart(10)}${vsFlock.padStart(10)}${overNode.padStart(11)}`)
 }
