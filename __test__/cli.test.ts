@@ -260,13 +260,20 @@ test.serial('exit status, signals, stdio and arguments pass through', async (t) 
   }
 })
 
-test.serial('a COMMAND that does not exist exits 127 with one clear line, and leaves the lock free', async (t) => {
+test.serial('a COMMAND that does not exist exits 127 with one clear line, and leaves the lock free (abandoned after an owner death)', async (t) => {
   const lock = fresh()
   const r = await cli(['run', lock, '--', 'robust-mutex-no-such-command', 'arg'])
   t.is(r.status, 127)
   t.is(r.stderr, 'robust-mutex: ENOENT: robust-mutex-no-such-command: command not found\n')
   const next = await cli(['run', '-n', lock, '--', ...REPORT])
   t.deepEqual([next.status, next.stdout], [0, 'died= pid=\n'])
+
+  // After an owner death, a COMMAND that never ran leaves the repair owed to the next run.
+  const crashed = start(['run', lock, '--', 'sh', '-c', 'kill -KILL $$'])
+  t.is((await within(10_000, crashed.done, 'the crashed run')).status, 137)
+  t.is((await cli(['run', lock, '--', 'robust-mutex-no-such-command'])).status, 127)
+  const told = await cli(['run', '-n', lock, '--', ...REPORT])
+  t.deepEqual([told.status, told.stdout.startsWith('died=1 pid=')], [0, true], told.stdout)
 
   const notExecutable = fresh('script')
   fs.writeFileSync(notExecutable, 'echo hi\n', { mode: 0o644 })
