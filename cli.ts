@@ -385,14 +385,18 @@ function runHolding(
   }
 
   return new Promise((resolve) => {
-    const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env })
+    // Listen before spawning: COMMAND may be up (and its caller signalling us) before the next
+    // statement runs. A signal is handled on a later tick, once `child` is set.
+    let child: import('node:child_process').ChildProcess | undefined
     const forward = (signal: NodeJS.Signals) => {
-      child.kill(signal)
+      child?.kill(signal)
     }
     for (const signal of FORWARDED_SIGNALS) process.on(signal, forward)
+    child = spawn(command[0], command.slice(1), { stdio: 'inherit', env })
+    const spawned = child
 
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (child.pid !== undefined) return // a failed kill(); 'exit' still comes
+    spawned.on('error', (err: NodeJS.ErrnoException) => {
+      if (spawned.pid !== undefined) return // a failed kill(); 'exit' still comes
       // COMMAND never ran. After an owner death, leave the lock abandoned (exit holding it) so
       // that the recovery is still owed to the next run; otherwise give it back.
       if (!ownerDied) release()
@@ -403,7 +407,7 @@ function runHolding(
       process.exit(notFound ? EX_NOT_FOUND : code === 'EACCES' || code === 'ENOEXEC' ? EX_CANNOT_EXECUTE : EX_OSERR)
     })
 
-    child.on('exit', (status, signal) => {
+    spawned.on('exit', (status, signal) => {
       for (const s of FORWARDED_SIGNALS) process.off(s, forward)
       if (signal !== null) {
         // COMMAND was killed in the middle of its work: exit holding the lock. The kernel marks it
