@@ -1,6 +1,6 @@
 // The `robust-mutex` command as users run it: the package's bin (compiled cli.js) started by node
 // as a real process, real shell commands, real signals, real files.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -255,7 +255,8 @@ test.serial('exit status, signals, stdio and arguments pass through', async (t) 
     t.is(await runner.nextLine(), 'ready')
     runner.kill(signal)
     const r = await within(10_000, runner.done, `the runner after ${signal}`).catch((err: Error) => {
-      t.log(execFileSync('ps', ['-o', 'pid,ppid,stat,args', '--ppid', String(runner.pid), '-p', String(runner.pid)], { encoding: 'utf8' }))
+      // Which of the runner and COMMAND is still there (ps exits 1 when neither is).
+      t.log(`after ${signal}:`, spawnSync('ps', ['-o', 'pid,ppid,stat,args', '--ppid', String(runner.pid), '-p', String(runner.pid)], { encoding: 'utf8' }).stdout)
       throw err
     })
     t.deepEqual([r.status, r.signal, r.stdout], [7, null, 'ready\ngot\n'], `${signal} was forwarded to COMMAND`)
