@@ -212,7 +212,7 @@ test.serial('-w 0.2 waits about 200 ms, then exits 75', async (t) => {
   t.true(waited >= 200, `${waited} ms`)
   // Loose on purpose (a shared 2-core machine): reading SECONDS as ms, or as an integer, gives ~0.
   t.true(waited - immediate >= 100, `waited only ${(waited - immediate).toFixed(0)} ms longer than -w 0`)
-  t.true(waited - immediate < 1_500, `waited ${(waited - immediate).toFixed(0)} ms longer than -w 0`)
+  t.true(waited - immediate < 3_000, `waited ${(waited - immediate).toFixed(0)} ms longer than -w 0`)
   await holder.release()
 })
 
