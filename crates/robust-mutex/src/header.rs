@@ -431,6 +431,25 @@ mod tests {
         assert!(!verdict.pid_namespace_matches, "unknown on both sides");
     }
 
+    /// The tag is a file format: files written by one build must validate in the next. Pinned
+    /// for the targets CI runs.
+    #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn the_abi_tag_encoding_is_pinned() {
+        let libc = if cfg!(target_env = "musl") { 2 } else { 1 };
+        let size = std::mem::size_of::<libc::pthread_mutex_t>() as u16;
+        let mut expected = [0u8; 16];
+        expected[0..2].copy_from_slice(&62u16.to_ne_bytes());
+        expected[2] = 64;
+        expected[3] = 1;
+        expected[4] = libc;
+        expected[5] = 0b111; // robust | process-shared | error-checking
+        expected[6..8].copy_from_slice(&size.to_ne_bytes());
+        expected[8..10].copy_from_slice(&192u16.to_ne_bytes());
+        assert_eq!(AbiTag::current().encode(), expected);
+        assert_eq!(size, 40);
+    }
+
     #[test]
     fn short_files_are_refused() {
         assert!(matches!(validate(&[], 0, &ours()), Err(Invalid::Bad(r)) if r.contains("empty")));
