@@ -431,6 +431,46 @@ mod tests {
         assert!(!verdict.pid_namespace_matches, "unknown on both sides");
     }
 
+    /// The tag is a file format: files written by one build must validate in the next. Pinned
+    /// for the targets CI runs.
+    #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn the_abi_tag_encoding_is_pinned() {
+        let libc = if cfg!(target_env = "musl") { 2 } else { 1 };
+        let size = std::mem::size_of::<libc::pthread_mutex_t>() as u16;
+        let mut expected = [0u8; 16];
+        expected[0..2].copy_from_slice(&62u16.to_ne_bytes());
+        expected[2] = 64;
+        expected[3] = 1;
+        expected[4] = libc;
+        expected[5] = 0b111; // robust | process-shared | error-checking
+        expected[6..8].copy_from_slice(&size.to_ne_bytes());
+        expected[8..10].copy_from_slice(&192u16.to_ne_bytes());
+        assert_eq!(AbiTag::current().encode(), expected);
+        assert_eq!(size, 40);
+    }
+
+    /// An ABI mismatch is reported in words: the architecture, width, byte order and C library
+    /// of the file, so that the user can tell which build wrote it.
+    #[test]
+    fn abi_tags_are_described_in_words() {
+        let machines =
+            [(62, "x86_64"), (183, "aarch64"), (3, "x86"), (40, "arm"), (243, "riscv64"), (21, "powerpc64"), (22, "s390x"), (7, "unknown-arch")];
+        for (machine, name) in machines {
+            let tag = AbiTag { machine, ..AbiTag::current() };
+            assert!(tag.to_string().starts_with(&format!("{name} ")), "{machine}: {tag}");
+        }
+        for (libc, name) in [(1, "glibc"), (2, "musl"), (9, "other-libc")] {
+            assert!(AbiTag { libc, ..AbiTag::current() }.to_string().contains(&format!(" {name},")));
+        }
+        let big = AbiTag { endian: 2, pointer_bits: 32, ..AbiTag::current() };
+        assert!(big.to_string().contains(" 32-bit big-endian "), "{big}");
+        let little = AbiTag { endian: 1, ..AbiTag::current() };
+        assert!(little.to_string().contains("-bit little-endian "), "{little}");
+        assert!(little.to_string().ends_with("at offset 192, attrs 0x7"), "{little}");
+        assert_eq!(format!("{little:?}"), little.to_string());
+    }
+
     #[test]
     fn short_files_are_refused() {
         assert!(matches!(validate(&[], 0, &ours()), Err(Invalid::Bad(r)) if r.contains("empty")));

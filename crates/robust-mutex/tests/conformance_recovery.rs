@@ -249,3 +249,30 @@ fn c32_reset_waits_for_the_last_user_of_an_unrecoverable_mutex() {
     let mutex = SharedMutex::open(&path).expect("open");
     drop(mutex.lock_timeout(PROMPT).expect("usable again"));
 }
+
+/// The administrative wait goes through POISONED (it is there to clear it): a reset of a
+/// poisoned mutex that a raw pthread user holds waits for the release, then clears the poison.
+#[test]
+fn c34_reset_of_a_poisoned_mutex_waits_through_the_poison() {
+    let mutex = SharedMutex::anonymous().expect("create");
+    let mut guard = mutex.lock().unwrap();
+    guard.poison();
+    drop(guard);
+    let ptr = RawPtr(robust_mutex::__private::raw_mutex_ptr(&mutex));
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let p = &ptr;
+        s.spawn(move || {
+            // SAFETY: a live robust mutex; released below on this same thread.
+            assert_eq!(unsafe { libc::pthread_mutex_lock(p.0) }, 0);
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            // SAFETY: locked above on this thread.
+            assert_eq!(unsafe { libc::pthread_mutex_unlock(p.0) }, 0);
+        });
+        locked_rx.recv().unwrap();
+        mutex.reset_poison_timeout(Duration::from_secs(30)).expect("reset waits for the raw holder");
+    });
+    assert!(!mutex.state().poisoned);
+    drop(mutex.lock().expect("usable after the reset"));
+}
