@@ -10,6 +10,8 @@
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 
 use nix::errno::Errno;
 
@@ -113,10 +115,30 @@ mod imp {
     }
 }
 
-/// This process's id.
+static PID: AtomicI32 = AtomicI32::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, cached (the C library no longer caches `getpid`, and every lock and
+/// unlock asks: that was two of the four system calls of a pair). A `fork()` child forgets the
+/// parent's value in an atfork handler, registered before the first value is cached.
 #[inline]
 pub(crate) fn pid() -> i32 {
-    std::process::id() as i32
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registers a plain extern "C" function with no captured state; it only stores
+        // to an atomic, which is safe in the child of a fork.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let pid = std::process::id() as i32;
+    PID.store(pid, Ordering::Relaxed);
+    pid
 }
 
 thread_local! {
