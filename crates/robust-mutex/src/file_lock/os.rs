@@ -7,6 +7,9 @@
 //! - macOS, FreeBSD and other Unixes: `flock(LOCK_EX)`, also per open file description.
 //!
 //! Both are non-blocking here: waiting is the caller's (sliced, with a deadline).
+//!
+//! `--cfg robust_mutex_flock` (RUSTFLAGS, testing only) selects `flock` on Linux too, so that
+//! the macOS/FreeBSD code path runs in the Linux test suite.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -38,7 +41,7 @@ pub(crate) fn held_elsewhere(fd: BorrowedFd<'_>) -> Result<bool, Error> {
 #[allow(dead_code)]
 pub(crate) const PRIMITIVE: &str = imp::NAME;
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(robust_mutex_flock)))]
 mod imp {
     use super::*;
 
@@ -82,7 +85,7 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), robust_mutex_flock))]
 mod imp {
     use super::*;
 
