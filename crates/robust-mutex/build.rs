@@ -19,6 +19,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(robust_mutex_unsupported)");
     println!("cargo::rustc-check-cfg=cfg(file_lock)");
     println!("cargo::rustc-check-cfg=cfg(named_mutex)");
+    // Testing only: the file-lock backend uses flock on Linux too (see src/file_lock/os.rs).
+    println!("cargo::rustc-check-cfg=cfg(robust_mutex_flock)");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let forced_off = std::env::var_os("CARGO_FEATURE_FORCE_UNSUPPORTED").is_some()
         || std::env::var_os("CARGO_CFG_ROBUST_MUTEX_UNSUPPORTED").is_some();

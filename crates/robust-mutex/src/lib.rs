@@ -89,7 +89,8 @@ mod named_mutex;
 
 /// The per-OS implementation behind the public types: one set of public types everywhere, a
 /// backend per OS: the robust pthread mutex (`mutex.rs`, Linux), the file lock (`file_lock/`,
-/// macOS and FreeBSD), or `sys/unsupported.rs` where every constructor fails with `Unsupported`.
+/// macOS and FreeBSD), the named kernel mutex (`named_mutex/`, Windows), or
+/// `sys/unsupported.rs` where every constructor fails with `Unsupported`.
 mod backend {
     #[cfg(supported)]
     pub(crate) use crate::mutex::Inner;
@@ -115,13 +116,13 @@ pub use state::{MutexState, OwnerInfo};
 pub mod __private {
     /// The length of the longest single wait.
     pub const SLICE: std::time::Duration = crate::handle::SLICE;
-    /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
+    /// The backend this build uses: "pthread", "file-lock" or "named-mutex".
     #[cfg(supported)]
     pub const BACKEND: &str = "pthread";
-    /// The backend this build uses: "pthread" (robust pthread mutex) or "file-lock".
+    /// The backend this build uses: "pthread", "file-lock" or "named-mutex".
     #[cfg(file_lock)]
     pub const BACKEND: &str = "file-lock";
-    /// The backend this build uses.
+    /// The backend this build uses: "pthread", "file-lock" or "named-mutex".
     #[cfg(named_mutex)]
     pub const BACKEND: &str = "named-mutex";
     /// Offset of the pthread mutex in the file (for interoperability tests in C).

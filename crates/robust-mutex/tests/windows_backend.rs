@@ -55,6 +55,13 @@ fn helper_entry() {
             say("thread-ended");
             std::thread::sleep(Duration::from_secs(120));
         }
+        // Exits (ExitProcess) while holding.
+        "exit" => {
+            let guard = mutex.lock().expect("lock");
+            say("locked");
+            std::mem::forget(guard);
+            std::process::exit(0);
+        }
         "poison" => {
             let mut guard = mutex.lock().expect("lock");
             guard.poison();
@@ -263,4 +270,18 @@ fn a_watcher_returns_when_the_holder_is_killed_and_the_trylock_reports_it() {
     // SAFETY: acquired just above on this thread from this mutex.
     unsafe { mutex.release_raw(held) }.unwrap();
     assert_eq!(mutex.state().contended, 1);
+}
+
+/// A holder process that exits (`ExitProcess`) while holding: the next acquirer is told.
+#[test]
+fn a_holder_that_exits_holding_is_an_owner_death() {
+    let path = temp_path("exit");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let mut holder = Helper::spawn("exit", &path);
+    holder.expect("locked");
+    let pid = holder.child.id() as i32;
+    assert!(holder.child.wait().unwrap().success());
+    let guard = mutex.lock_timeout(PROMPT).expect("abandoned at exit");
+    assert!(guard.owner_died());
+    assert_eq!(guard.dead_owner().map(|d| d.pid), Some(pid));
 }

@@ -7,9 +7,14 @@
 //! - macOS, FreeBSD and other Unixes: `flock(LOCK_EX)`, also per open file description.
 //!
 //! Both are non-blocking here: waiting is the caller's (sliced, with a deadline).
+//!
+//! `--cfg robust_mutex_flock` (RUSTFLAGS, testing only) selects `flock` on Linux too, so that
+//! the macOS/FreeBSD code path runs in the Linux test suite.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 
 use nix::errno::Errno;
 
@@ -36,7 +41,7 @@ pub(crate) fn held_elsewhere(fd: BorrowedFd<'_>) -> Result<bool, Error> {
 #[allow(dead_code)]
 pub(crate) const PRIMITIVE: &str = imp::NAME;
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(robust_mutex_flock)))]
 mod imp {
     use super::*;
 
@@ -80,7 +85,7 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), robust_mutex_flock))]
 mod imp {
     use super::*;
 
@@ -113,10 +118,30 @@ mod imp {
     }
 }
 
-/// This process's id.
+static PID: AtomicI32 = AtomicI32::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, cached (the C library no longer caches `getpid`, and every lock and
+/// unlock asks: that was two of the four system calls of a pair). A `fork()` child forgets the
+/// parent's value in an atfork handler, registered before the first value is cached.
 #[inline]
 pub(crate) fn pid() -> i32 {
-    std::process::id() as i32
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registers a plain extern "C" function with no captured state; it only stores
+        // to an atomic, which is safe in the child of a fork.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let pid = std::process::id() as i32;
+    PID.store(pid, Ordering::Relaxed);
+    pid
 }
 
 thread_local! {
