@@ -105,7 +105,14 @@ export interface OpenOptions {
    * synchronous one (TypeError otherwise).
    */
   onOwnerDied?: OwnerDiedHook
-  /** Accept a file created in another PID namespace (only safe with a shared PID namespace). */
+  /**
+   * Accept a file created in another PID namespace (a container), and opening from a process
+   * that cannot read its own namespace (no `/proc`); otherwise both are `PidNamespaceError`.
+   * Still true across namespaces: mutual exclusion, and owner death when a holder dies or its
+   * thread ends. Lost: a holder in another namespace that `exec`s from a non-main thread (which
+   * the kernel does not report) keeps the lock until `reset` once nobody has the file open;
+   * `state()` shows that holder's ids as its own namespace numbers them.
+   */
   allowForeignPidNamespace?: boolean
   /** Accept network and FUSE filesystems (only safe when every user runs on this machine). */
   allowNetworkFilesystem?: boolean
