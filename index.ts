@@ -477,7 +477,7 @@ export class SharedMutex implements Disposable {
     return new SharedMutex(INTERNAL, native(() => binding.anonymous()), hook)
   }
 
-  /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). */
+  /** Open the mutex behind an inherited descriptor (e.g. 3 in a child given `stdio[3]`). Unix only (`UnsupportedError` on Windows). */
   static fromFd(fd: number, options?: Pick<OpenOptions, 'onOwnerDied'>): SharedMutex {
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw new TypeError('fd must be a non-negative integer')
     if (fd > 0x7fff_ffff) throw new RangeError(`fd must be a file descriptor (0..2^31-1), got ${fd}`)
@@ -512,7 +512,7 @@ export class SharedMutex implements Disposable {
     return this.#path
   }
 
-  /** The descriptor to pass to child processes (-1 once closed). */
+  /** The descriptor to pass to child processes (-1 once closed, and on Windows). */
   get fd(): number {
     return this.#closed ? -1 : this.#fd
   }

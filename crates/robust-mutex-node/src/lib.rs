@@ -12,6 +12,7 @@ mod errors;
 mod fast;
 mod handles;
 mod mutex;
+mod os;
 mod token;
 mod watcher;
 

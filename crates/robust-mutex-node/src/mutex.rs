@@ -6,8 +6,6 @@
 //! Functions are plain napi functions over handle numbers (see `handles.rs`); every one catches
 //! panics at the boundary (`catch_unwind`), so none can abort the process.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,6 +16,7 @@ use robust_mutex::{CancelToken, OpenOptions, SharedMutex};
 use crate::env_state::stopping;
 use crate::errors::{coded, to_napi};
 use crate::handles::{self, register, with_handle};
+use crate::os;
 use crate::token::Token;
 use crate::watcher::{Resolver, Watch};
 
@@ -133,10 +132,10 @@ fn not_yet(deadline: Option<Instant>) -> bool {
     }
 }
 
-fn path_from(path: Either<String, Buffer>) -> PathBuf {
+fn path_from(path: Either<String, Buffer>) -> Result<PathBuf> {
     match path {
-        Either::A(s) => PathBuf::from(s),
-        Either::B(bytes) => PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)),
+        Either::A(s) => Ok(PathBuf::from(s)),
+        Either::B(bytes) => os::path_from_bytes(&bytes),
     }
 }
 
@@ -155,7 +154,7 @@ pub fn open(env: Env, path: Either<String, Buffer>, options: Option<NativeOpenOp
             .allow_network_filesystem(o.allow_network_filesystem.unwrap_or(false))
             .allow_other_owner(o.allow_other_owner.unwrap_or(false));
     }
-    register(&env, open.open(path_from(path)).map_err(to_napi)?)
+    register(&env, open.open(path_from(path)?).map_err(to_napi)?)
 }
 
 /// A nameless mutex (memfd) to share with child processes through its `fd`.
@@ -167,29 +166,20 @@ pub fn anonymous(env: Env) -> Result<u32> {
 /// Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated).
 #[napi(catch_unwind)]
 pub fn from_fd(env: Env, fd: i32) -> Result<u32> {
-    if fd < 0 {
-        return Err(coded("EBADF", format!("{fd} is not a file descriptor")));
-    }
-    // SAFETY: only borrowed for the duplication below; `fcntl(F_DUPFD_CLOEXEC)` reports a closed
-    // descriptor as EBADF instead of misbehaving.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned = borrowed
-        .try_clone_to_owned()
-        .map_err(|e| coded("EBADF", format!("cannot use file descriptor {fd}: {e}")))?;
-    register(&env, SharedMutex::from_fd(owned).map_err(to_napi)?)
+    register(&env, os::open_inherited(fd)?)
 }
 
 /// Retires and removes a mutex file (EBUSY while in use).
 #[napi(catch_unwind)]
 pub fn destroy(path: Either<String, Buffer>) -> Result<()> {
-    SharedMutex::destroy(path_from(path)).map_err(to_napi)
+    SharedMutex::destroy(path_from(path)?).map_err(to_napi)
 }
 
 /// Clears POISONED on a mutex file, waiting at most `timeoutMs` for the lock; ETERMINATED when
 /// the worker is being terminated meanwhile.
 #[napi(catch_unwind)]
 pub fn reset(env: Env, path: Either<String, Buffer>, timeout_ms: Option<f64>) -> Result<()> {
-    let path = path_from(path);
+    let path = path_from(path)?;
     in_slices(&env, deadline_after(timeout_ms)?, |until| {
         SharedMutex::reset_timeout(&path, until.saturating_duration_since(Instant::now()))
     })
@@ -242,7 +232,7 @@ pub fn path_of(handle: u32) -> Result<Option<String>> {
 /// The descriptor, to pass to child processes.
 #[napi(catch_unwind)]
 pub fn fd_of(handle: u32) -> Result<i32> {
-    with_handle(handle, |h| Ok(h.mutex.as_fd().as_raw_fd()))
+    with_handle(handle, |h| Ok(os::fd_of(&h.mutex)))
 }
 
 /// The fast path: one trylock on the calling JS thread. Returns a lock token, or 0 when held
