@@ -377,3 +377,35 @@ pub(crate) struct Wait<'a> {
     pub path: Option<&'a Path>,
 }
 
+/// What a backend reads before each slice: its header's state, and whether its file is stale.
+#[cfg_attr(not(supported), allow(dead_code))]
+pub(crate) struct SliceCheck {
+    pub poisoned: bool,
+    pub retired: bool,
+}
+
+#[cfg_attr(not(supported), allow(dead_code))]
+impl Wait<'_> {
+    /// The checks every backend makes before each slice, in this order: cancellation, a poisoned
+    /// mutex (unless this is an administrative wait), a retired or stale file, the deadline.
+    /// Returns the length of the next slice.
+    pub(crate) fn next_slice(&self, check: SliceCheck, stale: impl FnOnce() -> bool) -> Result<Duration, Error> {
+        if self.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(Error::Cancelled);
+        }
+        if check.poisoned && self.purpose == Purpose::Acquire {
+            return Err(Error::NotRecoverable);
+        }
+        if check.retired || stale() {
+            return Err(Error::Stale { path: self.path.map(Path::to_path_buf) });
+        }
+        match self.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(left.min(SLICE)),
+                _ => Err(Error::Timeout),
+            },
+            None => Ok(SLICE),
+        }
+    }
+}
+

@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::cancel::CancelToken;
 use crate::error::Error;
 use crate::file::{self, Policy};
 use crate::guard::Acquisition;
 // `crate::mutex::SharedMutex` (and the wait types) keep their old paths for code written
 // against them.
 #[allow(unused_imports)]
-pub(crate) use crate::handle::{Purpose, SharedMutex, Wait, SLICE};
+pub(crate) use crate::handle::{Purpose, SharedMutex, SliceCheck, Wait, SLICE};
 use crate::header::{self, Identity, State};
 use crate::mapping::Mapping;
 use crate::raw::{Acquired, RawMutex};
@@ -179,24 +178,9 @@ impl Inner {
 
     /// The checks made before every slice; returns the length of the next slice.
     fn before_slice(&self, wait: &Wait<'_>) -> Result<Duration, Error> {
-        if wait.cancel.is_some_and(CancelToken::is_cancelled) {
-            return Err(Error::Cancelled);
-        }
-        match self.header().state() {
-            Some(State::Poisoned) if wait.purpose == Purpose::Acquire => return Err(Error::NotRecoverable),
-            Some(State::Tombstone) => return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) }),
-            _ => {}
-        }
-        if self.is_stale(wait.path) {
-            return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) });
-        }
-        match wait.deadline {
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Ok(left.min(SLICE)),
-                _ => Err(Error::Timeout),
-            },
-            None => Ok(SLICE),
-        }
+        let state = self.header().state();
+        let check = SliceCheck { poisoned: state == Some(State::Poisoned), retired: state == Some(State::Tombstone) };
+        wait.next_slice(check, || self.is_stale(wait.path))
     }
 
     /// Runs right after the pthread lock became ours: refuses a poisoned or retired mutex and

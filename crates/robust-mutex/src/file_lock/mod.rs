@@ -40,10 +40,9 @@ use std::time::{Duration, Instant};
 use self::gate::{Entry, Gate};
 use self::header::{Shared, State};
 use self::mapping::Mapping;
-use crate::cancel::CancelToken;
 use crate::error::Error;
 use crate::guard::Acquisition;
-use crate::handle::{Purpose, Wait, SLICE};
+use crate::handle::{Purpose, SliceCheck, Wait};
 use crate::options::{OpenOptions, Policy};
 use crate::state::{MutexState, OwnerInfo};
 
@@ -222,24 +221,9 @@ impl Inner {
 
     /// The checks made before every slice; returns the length of the next slice.
     fn before_slice(&self, wait: &Wait<'_>) -> Result<Duration, Error> {
-        if wait.cancel.is_some_and(CancelToken::is_cancelled) {
-            return Err(Error::Cancelled);
-        }
-        match self.header().state() {
-            Some(State::Poisoned) if wait.purpose == Purpose::Acquire => return Err(Error::NotRecoverable),
-            Some(State::Tombstone) => return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) }),
-            _ => {}
-        }
-        if self.is_stale(wait.path) {
-            return Err(Error::Stale { path: wait.path.map(Path::to_path_buf) });
-        }
-        match wait.deadline {
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Ok(left.min(SLICE)),
-                _ => Err(Error::Timeout),
-            },
-            None => Ok(SLICE),
-        }
+        let state = self.header().state();
+        let check = SliceCheck { poisoned: state == Some(State::Poisoned), retired: state == Some(State::Tombstone) };
+        wait.next_slice(check, || self.is_stale(wait.path))
     }
 
     /// Gives back both locks without touching the header (a refused or administrative hold).
