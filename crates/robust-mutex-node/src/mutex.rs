@@ -125,7 +125,7 @@ fn deadline_after(timeout_ms: Option<f64>) -> Result<Option<Instant>> {
 }
 
 /// The deadline has not passed (there is none, or it is still ahead).
-fn not_yet(deadline: Option<Instant>) -> bool {
+fn before(deadline: Option<Instant>) -> bool {
     match deadline {
         Some(deadline) => Instant::now() < deadline,
         None => true,
@@ -180,7 +180,7 @@ pub fn destroy(path: Either<String, Buffer>) -> Result<()> {
 #[napi(catch_unwind)]
 pub fn reset(env: Env, path: Either<String, Buffer>, timeout_ms: Option<f64>) -> Result<()> {
     let path = path_from(path)?;
-    in_slices(&env, deadline_after(timeout_ms)?, |until| {
+    in_slices(&env, deadline_after(timeout_ms)?, reset_not_yet, |until| {
         SharedMutex::reset_timeout(&path, until.saturating_duration_since(Instant::now()))
     })
 }
@@ -190,18 +190,20 @@ pub fn reset(env: Env, path: Either<String, Buffer>, timeout_ms: Option<f64>) ->
 pub fn reset_poison(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<()> {
     let deadline = deadline_after(timeout_ms)?;
     with_handle(handle, |h| {
-        in_slices(&env, deadline, |until| h.mutex.reset_poison_timeout(until.saturating_duration_since(Instant::now())))
+        in_slices(&env, deadline, reset_not_yet, |until| {
+            h.mutex.reset_poison_timeout(until.saturating_duration_since(Instant::now()))
+        })
     })
 }
 
 /// Runs a blocking `attempt` bounded by deadlines at most `SYNC_SLICE` apart, until it succeeds,
 /// fails for good, `deadline` passes (its last error) or this thread's environment is stopping
-/// (ETERMINATED): a worker blocked here still ends promptly when it is terminated. A slice that
-/// ran out answers Timeout; reset's wait for the last user of an unrecoverable mutex answers
-/// NotRecoverable: both mean "not yet" while time remains.
+/// (ETERMINATED): a worker blocked here still ends promptly when it is terminated. `not_yet`
+/// says which errors of a slice mean "try the next slice" while time remains.
 fn in_slices<T>(
     env: &Env,
     deadline: Option<Instant>,
+    not_yet: fn(&robust_mutex::Error) -> bool,
     mut attempt: impl FnMut(Instant) -> std::result::Result<T, robust_mutex::Error>,
 ) -> Result<T> {
     loop {
@@ -209,7 +211,7 @@ fn in_slices<T>(
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
         match attempt(until) {
             Ok(done) => return Ok(done),
-            Err(robust_mutex::Error::Timeout | robust_mutex::Error::NotRecoverable) if not_yet(deadline) => {
+            Err(err) if not_yet(&err) && before(deadline) => {
                 if stopping(env) {
                     return Err(terminating());
                 }
@@ -217,6 +219,16 @@ fn in_slices<T>(
             Err(err) => return Err(to_napi(err)),
         }
     }
+}
+
+/// An acquire slice that ran out.
+fn slice_ran_out(err: &robust_mutex::Error) -> bool {
+    matches!(err, robust_mutex::Error::Timeout)
+}
+
+/// A reset slice that ran out, or that still waits for the last user of an unrecoverable mutex.
+fn reset_not_yet(err: &robust_mutex::Error) -> bool {
+    matches!(err, robust_mutex::Error::Timeout | robust_mutex::Error::NotRecoverable)
 }
 
 fn terminating() -> napi::Error {
@@ -262,12 +274,7 @@ pub fn lock_sync(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<f64> 
     let deadline = deadline_after(timeout_ms)?;
     let never = CancelToken::new();
     with_handle(handle, |h| {
-        // An acquire's NotRecoverable (poisoned) is final: carry it out of the slicing as a value.
-        let held = in_slices(&env, deadline, |until| match h.mutex.acquire_raw_until(Some(until), &never) {
-            Err(robust_mutex::Error::NotRecoverable) => Ok(Err(robust_mutex::Error::NotRecoverable)),
-            other => other.map(Ok),
-        })?
-        .map_err(to_napi)?;
+        let held = in_slices(&env, deadline, slice_ran_out, |until| h.mutex.acquire_raw_until(Some(until), &never))?;
         if stopping(&env) {
             // SAFETY: acquired just above by this thread from this handle's mutex.
             unsafe { h.mutex.hand_back_raw(held) }.map_err(to_napi)?;
