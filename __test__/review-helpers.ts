@@ -75,8 +75,4 @@ export function cLocker(): string | null {
   return r.status === 0 ? out : null
 }
 
-export function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rm-review-'))
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+export { tempDir } from './helpers'
