@@ -1,7 +1,11 @@
 #!/usr/bin/env node
-// npm run pack:all: every publishable tarball, written to dist/:
-//   robust-mutex-<version>.tgz                    the JavaScript package (index, loader, typings)
-//   robust-mutex-linux-<arch>-<libc>-<version>.tgz  one per prebuilt addon (npm run build:all)
+// npm run pack:all [-- --all]: every publishable tarball, written to dist/:
+//   robust-mutex-<version>.tgz              the JavaScript package (index, loader, typings)
+//   robust-mutex-<platform>-<version>.tgz   one per prebuilt addon in npm/<platform>/ (build:all)
+//
+// The four Linux addons are required (build:all makes them on any Linux machine); the others
+// (macOS, Windows) are packed when their addon is there and listed as skipped otherwise. With
+// `--all` (the release workflow, which gathers every addon) a missing one is an error.
 //
 // The main package gets its optionalDependencies from `napi prepublish -t npm
 // --skip-optional-publish`, the napi-rs release step the publish workflow runs too, applied to a
@@ -48,19 +52,25 @@ for (const file of pkg.files) {
   if (!existsSync(join(root, file))) fail(`${file} is missing (listed in package.json "files")`)
   cpSync(join(root, file), join(stage, file))
 }
-const platforms = readdirSync(join(root, 'npm')).sort()
-for (const platform of platforms) {
+const requireAll = process.argv.includes('--all')
+const allPlatforms = readdirSync(join(root, 'npm')).sort()
+const platforms = [] // the ones packed
+const skipped = []
+for (const platform of allPlatforms) {
   const src = join(root, 'npm', platform)
   const addon = `robust-mutex.${platform}.node`
-  if (!existsSync(join(src, addon))) fail(`npm/${platform}/${addon} is missing: run npm run build:all`)
+  // Every package directory is staged: napi's prepublish below reads them all.
   cpSync(src, join(stage, 'npm', platform), { recursive: true })
+  if (existsSync(join(src, addon))) platforms.push(platform)
+  else if (requireAll || platform.startsWith('linux-')) fail(`npm/${platform}/${addon} is missing: run npm run build:all`)
+  else skipped.push(platform)
 }
 
 // The napi-rs release step: adds optionalDependencies (every napi.targets package at this
 // version) to the staged package.json.
 run(process.execPath, [join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js'), 'prepublish', '-t', 'npm', '--skip-optional-publish'], stage)
 const staged = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8'))
-const expected = Object.fromEntries(platforms.map((p) => [`robust-mutex-${p}`, pkg.version]))
+const expected = Object.fromEntries(allPlatforms.map((p) => [`robust-mutex-${p}`, pkg.version]))
 const sorted = (o) => JSON.stringify(Object.fromEntries(Object.entries(o ?? {}).sort()))
 if (sorted(staged.optionalDependencies) !== sorted(expected)) {
   fail(`optionalDependencies ${JSON.stringify(staged.optionalDependencies)}, expected ${JSON.stringify(expected)}`)
@@ -93,4 +103,7 @@ written.unshift(main)
 
 for (const info of written) {
   console.log(`dist/${info.filename}  ${info.size} bytes packed, ${info.unpackedSize} unpacked, ${info.files.length} files`)
+}
+for (const platform of skipped) {
+  console.log(`skipped robust-mutex-${platform}: no npm/${platform}/robust-mutex.${platform}.node (build:all builds it on its own OS; see scripts/build-all.sh)`)
 }
