@@ -4,8 +4,10 @@
 //   robust-mutex-<platform>-<version>.tgz   one per prebuilt addon in npm/<platform>/ (build:all)
 //
 // The four Linux addons are required (build:all makes them on any Linux machine); the others
-// (macOS, Windows) are packed when their addon is there and listed as skipped otherwise. With
-// `--all` (the release workflow, which gathers every addon) a missing one is an error.
+// (macOS, Windows) are packed when their addon is there and listed as skipped otherwise, and then
+// the main package's optionalDependencies leave them out too (napi's prepublish refuses a
+// package without its addon): such a set is for testing, not publishing. With `--all` (the
+// release workflow, which gathers every addon) a missing one is an error.
 //
 // The main package gets its optionalDependencies from `napi prepublish -t npm
 // --skip-optional-publish`, the napi-rs release step the publish workflow runs too, applied to a
@@ -17,6 +19,8 @@ import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+
+import { TARGET_PLATFORMS } from './dist/platforms.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -45,7 +49,6 @@ mkdirSync(dist, { recursive: true })
 // registry install must never attempt (npm 11 lists it among the scripts a user may approve).
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 delete manifest.scripts.prepare
-writeFileSync(join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
 cpSync(join(root, 'README.md'), join(stage, 'README.md'))
 for (const file of pkg.files) {
   if (file.includes('*')) continue
@@ -53,24 +56,32 @@ for (const file of pkg.files) {
   cpSync(join(root, file), join(stage, file))
 }
 const requireAll = process.argv.includes('--all')
-const allPlatforms = readdirSync(join(root, 'npm')).sort()
+const dirs = readdirSync(join(root, 'npm')).sort()
+for (const target of pkg.napi.targets) {
+  if (!dirs.includes(TARGET_PLATFORMS[target])) fail(`napi target ${target} has no npm/${TARGET_PLATFORMS[target]}`)
+}
 const platforms = [] // the ones packed
 const skipped = []
-for (const platform of allPlatforms) {
+for (const platform of dirs) {
   const src = join(root, 'npm', platform)
   const addon = `robust-mutex.${platform}.node`
-  // Every package directory is staged: napi's prepublish below reads them all.
-  cpSync(src, join(stage, 'npm', platform), { recursive: true })
-  if (existsSync(join(src, addon))) platforms.push(platform)
-  else if (requireAll || platform.startsWith('linux-')) fail(`npm/${platform}/${addon} is missing: run npm run build:all`)
-  else skipped.push(platform)
+  if (existsSync(join(src, addon))) {
+    platforms.push(platform)
+    cpSync(src, join(stage, 'npm', platform), { recursive: true })
+  } else if (requireAll || platform.startsWith('linux-')) {
+    fail(`npm/${platform}/${addon} is missing: run npm run build:all`)
+  } else {
+    skipped.push(platform)
+  }
 }
+manifest.napi.targets = manifest.napi.targets.filter((t) => platforms.includes(TARGET_PLATFORMS[t]))
+writeFileSync(join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
 
 // The napi-rs release step: adds optionalDependencies (every napi.targets package at this
 // version) to the staged package.json.
 run(process.execPath, [join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js'), 'prepublish', '-t', 'npm', '--skip-optional-publish'], stage)
 const staged = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8'))
-const expected = Object.fromEntries(allPlatforms.map((p) => [`robust-mutex-${p}`, pkg.version]))
+const expected = Object.fromEntries(platforms.map((p) => [`robust-mutex-${p}`, pkg.version]))
 const sorted = (o) => JSON.stringify(Object.fromEntries(Object.entries(o ?? {}).sort()))
 if (sorted(staged.optionalDependencies) !== sorted(expected)) {
   fail(`optionalDependencies ${JSON.stringify(staged.optionalDependencies)}, expected ${JSON.stringify(expected)}`)
@@ -105,5 +116,5 @@ for (const info of written) {
   console.log(`dist/${info.filename}  ${info.size} bytes packed, ${info.unpackedSize} unpacked, ${info.files.length} files`)
 }
 for (const platform of skipped) {
-  console.log(`skipped robust-mutex-${platform}: no npm/${platform}/robust-mutex.${platform}.node (build:all builds it on its own OS; see scripts/build-all.sh)`)
+  console.log(`skipped robust-mutex-${platform}: no npm/${platform}/robust-mutex.${platform}.node (build:all builds it on its own OS; see scripts/build-all.sh), so the main package here does not name it`)
 }

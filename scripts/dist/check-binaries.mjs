@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { inspectMachO, inspectPE } from './foreign-binaries.mjs'
+import { TARGET_PLATFORMS } from './platforms.mjs'
 
 const FLOOR = [2, 17]
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -37,15 +38,6 @@ function inspect(file) {
 }
 
 const failures = []
-const TARGET_PLATFORMS = {
-  'x86_64-unknown-linux-gnu': 'linux-x64-gnu',
-  'aarch64-unknown-linux-gnu': 'linux-arm64-gnu',
-  'x86_64-unknown-linux-musl': 'linux-x64-musl',
-  'aarch64-unknown-linux-musl': 'linux-arm64-musl',
-  'aarch64-apple-darwin': 'darwin-arm64',
-  'x86_64-apple-darwin': 'darwin-x64',
-  'x86_64-pc-windows-msvc': 'win32-x64-msvc',
-}
 
 /** A macOS or Windows addon: checked when present (required with --only). */
 function checkForeign(platform, required) {
