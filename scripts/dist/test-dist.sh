@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm run test:dist: the published packages, used as a user would get them. Needs
-# `npm run build:all` and `npm run pack:all` first (dist/ holds the five tarballs).
+# `npm run build:all` and `npm run pack:all` first (dist/ holds the tarballs).
 #
 #  1. binaries: ELF machine, stripped, glibc floor 2.17 / musl (scripts/dist/check-binaries.mjs),
 #     and the same check flagging a host build that needs a newer glibc (it can fail);
