@@ -41,15 +41,15 @@ die() { echo "not ok - $*" >&2; exit 1; }
 
 host_os="$(node -p process.platform)"                # linux | darwin | win32
 host_arch="$(node -p process.arch)"                 # x64 | arm64 (npm's names)
-case "$host_os-$host_arch" in
+case "$host_os-$host_arch" in                       # the Rust target and package of a non-Linux host
   linux-*) host_target="" ;;
-  darwin-arm64) host_target=aarch64-apple-darwin ;;
-  darwin-x64) host_target=x86_64-apple-darwin ;;
-  win32-x64) host_target=x86_64-pc-windows-msvc ;;
+  darwin-arm64) host_target=aarch64-apple-darwin; host_platform=darwin-arm64 ;;
+  darwin-x64) host_target=x86_64-apple-darwin; host_platform=darwin-x64 ;;
+  win32-x64) host_target=x86_64-pc-windows-msvc; host_platform=win32-x64-msvc ;;
   *) die "no package for $host_os-$host_arch" ;;
 esac
 required=(robust-mutex robust-mutex-linux-{x64,arm64}-{gnu,musl})
-[ "$host_os" = linux ] || required+=("robust-mutex-$(node -p "process.platform + '-' + process.arch")$([ "$host_os" = win32 ] && echo -msvc)")
+[ "$host_os" = linux ] || required+=("robust-mutex-$host_platform")
 for f in "${required[@]}"; do
   [ -f "dist/$f-$version.tgz" ] || die "dist/$f-$version.tgz missing: run npm run build:all && npm run pack:all"
 done
@@ -76,7 +76,7 @@ fi
 # --- 2. consumer project, no Rust -----------------------------------------------------------
 # PATH without any directory holding cargo or rustc, and no rustup/cargo homes.
 norust_path="$(tr ':' '\n' <<<"$PATH" | while read -r d; do
-  [ -n "$d" ] && [ ! -e "$d/cargo" ] && [ ! -e "$d/rustc" ] && [ ! -e "$d/cargo.exe" ] && printf '%s\n' "$d"; done | paste -sd:)"
+  [ -n "$d" ] && [ ! -e "$d/cargo" ] && [ ! -e "$d/rustc" ] && [ ! -e "$d/cargo.exe" ] && printf '%s\n' "$d"; done | paste -sd: -)"  # `-`: BSD paste (macOS) reads stdin only when told
 norust() { env PATH="$norust_path" CARGO_HOME=/nonexistent RUSTUP_HOME=/nonexistent "$@"; }
 norust sh -c '! command -v cargo && ! command -v rustc' >/dev/null || die "cargo or rustc still on PATH"
 
@@ -106,17 +106,13 @@ JS
   (cd "$dir" && norust npm install --no-audit --no-fund --loglevel=error "$@" >install.log 2>&1) \
     || { cat "$dir/install.log" >&2; die "npm install in $dir failed"; }
 }
-installed_platforms() { (cd "$1/node_modules" && ls -d robust-mutex-*-* 2>/dev/null | sed 's/^robust-mutex-//' | paste -sd' '); }
+installed_platforms() { (cd "$1/node_modules" && ls -d robust-mutex-*-* 2>/dev/null | sed 's/^robust-mutex-//' | paste -sd' ' -); }
 
 host_glibc=""
 [ "$host_os" = linux ] && host_glibc="$(node -p "process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl'")"
 host_machine="$(uname -m)"                           # x86_64 | aarch64
 bun_arch="$([ "$host_arch" = x64 ] && echo x64 || echo aarch64)"
-case "$host_os" in
-  linux) host_platform="linux-$host_arch-$host_glibc" ;;
-  darwin) host_platform="darwin-$host_arch" ;;
-  win32) host_platform="win32-$host_arch-msvc" ;;
-esac
+[ "$host_os" = linux ] && host_platform="linux-$host_arch-$host_glibc"
 [ "$host_os" = linux ] || { TEST_DIST_MATRIX=0; TEST_DIST_MUSL=0; TEST_DIST_QEMU=0; } # Linux runtimes only
 consumer="$work/consumer"
 make_consumer "$consumer"
@@ -137,6 +133,17 @@ case "$out" in
 esac
 grep -qiE 'wasi|npm has a bug' <<<"$out" && die "main package alone: napi's generic message leaked: $out"
 ok "main package without its platform package: UnsupportedError naming robust-mutex-$host_platform"
+
+# The macOS and Windows packages packed here: npm, told it is on that os and cpu, picks that
+# package and only that one (their os/cpu fields), as it will on those machines.
+for p in darwin-arm64:darwin:arm64 darwin-x64:darwin:x64 win32-x64-msvc:win32:x64; do
+  IFS=: read -r platform os cpu <<<"$p"
+  [ "$host_os" = linux ] && [ -f "dist/robust-mutex-$platform-$version.tgz" ] || continue
+  make_consumer "$work/consumer-$platform" --os="$os" --cpu="$cpu"
+  [ "$(installed_platforms "$work/consumer-$platform")" = "$platform" ] \
+    || die "npm --os=$os --cpu=$cpu installed '$(installed_platforms "$work/consumer-$platform")', expected $platform"
+  ok "npm --os=$os --cpu=$cpu picks robust-mutex-$platform only"
+done
 
 # --- 3. smoke test: CJS, ESM, TypeScript; Node matrix; Bun ----------------------------------
 (cd "$consumer" && norust ./node_modules/.bin/tsc --noEmit -p tsconfig.json) || die "tsc --noEmit (NodeNext, strict, using) failed"
