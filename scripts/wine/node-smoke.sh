@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Node addon for Windows, built with mingw and loaded by the official Windows node.exe under
-# Wine: runs scripts/wine/node-smoke.cjs (lock, timeout, a terminated or exiting holder process
+# Wine: runs scripts/node-smoke/smoke.cjs (lock, timeout, a terminated or exiting holder process
 # -> ownerDied) through the package's own entry point, then test:dist's smoke test. Needs wine, mingw-w64 and the
 # x86_64-pc-windows-gnu Rust target (.ci/run installs them) and `npm run build:ts` (index.js).
 #
@@ -53,10 +53,10 @@ fi
 # Node's stdout must be a file under Wine: a Unix pipe makes process.stdout throw EBADF.
 log="$target_dir/node-smoke.log"
 status=0
-wine "$node_exe" "$(winepath -w scripts/wine/node-smoke.cjs)" "$(winepath -w "$stage")" >"$log" 2>&1 || status=$?
+wine "$node_exe" "$(winepath -w scripts/node-smoke/smoke.cjs)" "$(winepath -w "$stage")" >"$log" 2>&1 || status=$?
 cat "$log"
 [ "$status" -eq 0 ] || { echo "node-smoke: node.exe exited with $status" >&2; exit 1; }
-grep -q '^wine node smoke: ok' "$log"
+grep -q '^node smoke: ok' "$log"
 
 # test:dist's smoke test (scripts/dist/smoke), which the release workflow runs on Windows, here
 # from a consumer directory holding the staged package: its Windows path (the addon found through

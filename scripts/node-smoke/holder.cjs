@@ -1,4 +1,4 @@
-// Child of node-smoke.cjs, run by the same Windows node.exe: locks the mutex at argv[3] with the
+// Child of smoke.cjs, run by the same node: locks the mutex at argv[3] with the
 // package at argv[2], says so on stdout, then waits to be terminated while holding it.
 const { SharedMutex } = require(process.argv[2])
 

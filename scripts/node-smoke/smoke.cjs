@@ -1,10 +1,12 @@
-// The Windows addon in the official Windows node.exe (run under Wine by node-smoke.sh), through
-// the package's own entry point (index.js -> native.js -> binding.js -> the .node file): lock
-// and release; a second process (spawned by this node.exe) holds the lock: tryLock refuses, a
-// lock with a timeout rejects with TimeoutError; the holder is terminated while this process
-// waits in lock() -> that wait resolves with ownerDied (WAIT_ABANDONED); a holder that exits
-// without releasing -> the next tryLock() gets ownerDied too; the mutex is healthy afterwards.
-// Usage: node.exe node-smoke.cjs PACKAGE_DIR
+// A smoke test of the Node addon on a backend other than Linux's robust pthread mutex, through the
+// package's own entry point (index.js -> native.js -> binding.js -> the .node file): lock and
+// release; a second process (spawned by the same node) holds the lock: tryLock refuses, a lock
+// with a timeout rejects with TimeoutError; the holder is terminated while this process waits in
+// lock() -> that wait resolves with ownerDied; a holder that exits without releasing -> the next
+// tryLock() gets ownerDied too; the mutex is healthy afterwards. Run by scripts/wine/node-smoke.sh
+// (the Windows addon in the official node.exe under Wine) and scripts/flock-node-smoke.sh (the
+// file-lock backend with flock, macOS's code path, on Linux).
+// Usage: node smoke.cjs PACKAGE_DIR
 const { spawn } = require('node:child_process')
 const { mkdtempSync, rmSync } = require('node:fs')
 const { tmpdir } = require('node:os')
@@ -14,12 +16,12 @@ const pkgDir = process.argv[2]
 const { SharedMutex, TimeoutError } = require(pkgDir)
 
 function check(condition, what) {
-  if (!condition) throw new Error(`wine node smoke: ${what}`)
+  if (!condition) throw new Error(`node smoke: ${what}`)
 }
 
-/** Starts node-holder.cjs on `path`; resolves with the child once it holds the lock. */
+/** Starts holder.cjs on `path`; resolves with the child once it holds the lock. */
 function startHolder(path, mode) {
-  const args = [join(__dirname, 'node-holder.cjs'), pkgDir, path, ...(mode ? [mode] : [])]
+  const args = [join(__dirname, 'holder.cjs'), pkgDir, path, ...(mode ? [mode] : [])]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
   return new Promise((resolve, reject) => {
@@ -36,7 +38,7 @@ function startHolder(path, mode) {
 async function main() {
   const addons = () => Object.keys(require.cache).filter((k) => k.endsWith('.node'))
   check(addons().length === 1, `expected one addon loaded, got ${JSON.stringify(addons())}`)
-  const dir = mkdtempSync(join(tmpdir(), 'rm-wine-'))
+  const dir = mkdtempSync(join(tmpdir(), 'rm-node-smoke-'))
   const path = join(dir, 'smoke.lock')
   let mutex
   try {
@@ -58,7 +60,7 @@ async function main() {
     const waiting = mutex.lock({ timeout: 30_000 })
     check(killed.child.kill(), 'could not terminate the holder')
     const { signal } = await killed.exited
-    check(signal === 'SIGTERM', `holder ended by ${signal}, expected TerminateProcess (SIGTERM)`)
+    check(signal === 'SIGTERM', `holder ended by ${signal}, expected SIGTERM (on Windows: TerminateProcess)`)
     const afterKill = await waiting
     check(afterKill.ownerDied === true, 'the waiting lock() did not report ownerDied after the holder was terminated')
     afterKill.release()
@@ -77,7 +79,7 @@ async function main() {
     again.release()
     mutex.close()
     SharedMutex.destroy(path)
-    console.log(`wine node smoke: ok (node ${process.version} ${process.platform}-${process.arch}, ${addons()[0].split(/[\\/]/).pop()})`)
+    console.log(`node smoke: ok (node ${process.version} ${process.platform}-${process.arch}, ${addons()[0].split(/[\\/]/).pop()})`)
   } finally {
     // Windows cannot delete a file still open: close first, and never hide the failure above.
     try { mutex?.close() } catch {}
