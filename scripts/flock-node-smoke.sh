@@ -7,7 +7,7 @@
 # `npm run build:ts` (index.js).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-target_dir="$PWD/target/flock-node"
+target_dir="$PWD/target/flock" # shared with the flock Rust suite in .ci/run (same flags)
 stage="$target_dir/consumer/node_modules/robust-mutex"
 
 RUSTFLAGS="--cfg robust_mutex_flock" cargo build --locked -p robust-mutex-node \
