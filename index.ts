@@ -9,7 +9,9 @@
 
 import { fileURLToPath } from 'node:url'
 
-import * as binding from './native'
+// `import x = require()`, not `import * as`: the latter compiles to an object of getters (one
+// megamorphic keyed load per call, ~5% of a tryLock()+release() pair); this is the binding itself.
+import binding = require('./native')
 import type { NativeCancel, NativeOwner, NativeState } from './binding'
 import {
   AbortError,
@@ -41,11 +43,14 @@ export {
 } from './errors'
 
 // Raw Node-API twins of `tryLock` / `release` registered by the addon's module init (see
-// crates/robust-mutex-node/src/fast.rs); the generated typings cannot see them.
-const fast = binding as unknown as {
+// crates/robust-mutex-node/src/fast.rs); the generated typings cannot see them. Copied into an
+// object of their own: the binding's exports object has too many properties to stay a fast
+// object, and a load from it is a generic IC lookup (~5% of a tryLock()+release() pair).
+const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
   releaseFast(handle: number, token: number, poison: boolean): void
 }
+const fast = { tryLockFast: rawFast.tryLockFast, releaseFast: rawFast.releaseFast }
 
 function native<T>(fn: () => T): T {
   try {
