@@ -41,18 +41,18 @@ class PromiseMutex {
 function uncontendedSync(mutex, peers, peerFile) {
   console.log('uncontended, sync (same thread), ns per acquire+release:')
   let flag = false
-  const flagPair = perOpSync(scaled(2_000_000), 5, () => {
+  const flagPair = perOpSync(scaled(400_000), 15, () => {
     if (flag) throw new Error('held')
     flag = true
     flag = false
   })
   const binding = require('../binding.js')
-  const napiPair = perOpSync(scaled(2_000_000), 5, () => {
+  const napiPair = perOpSync(scaled(400_000), 15, () => {
     binding.noopFast()
     binding.noopFast()
   })
-  const tryPair = perOpSync(scaled(1_000_000), 5, () => mutex.tryLock().release())
-  const lockSyncPair = perOpSync(scaled(1_000_000), 5, () => mutex.lockSync().release())
+  const tryPair = perOpSync(scaled(200_000), 15, () => mutex.tryLock().release())
+  const lockSyncPair = perOpSync(scaled(200_000), 15, () => mutex.lockSync().release())
   row('JS boolean flag (in-process baseline)', duration(flagPair))
   row('two empty Node-API calls (baseline)', duration(napiPair))
   row('robust-mutex tryLock() + release()', duration(tryPair), `${(tryPair / napiPair).toFixed(1)}x two Node-API calls`)
@@ -61,7 +61,7 @@ function uncontendedSync(mutex, peers, peerFile) {
   for (const peer of peers) {
     if (peer.skipped) continue
     if (peer.tryLock) {
-      const ns = perOpSync(scaled(100_000), 5, () => {
+      const ns = perOpSync(scaled(20_000), 9, () => {
         if (!peer.tryLock(fd)) throw new Error(`${peer.name}: held`)
         peer.unlock(fd)
       })
@@ -72,7 +72,7 @@ function uncontendedSync(mutex, peers, peerFile) {
       row(`${peer.name} ${peer.names.tryLock}`, duration(ns), `${times(ns, tryPair)} tryLock()+release()`)
     }
     if (peer.lockSync) {
-      const ns = perOpSync(scaled(100_000), 5, () => {
+      const ns = perOpSync(scaled(20_000), 9, () => {
         peer.lockSync(fd)
         peer.unlock(fd)
       })
@@ -86,9 +86,9 @@ function uncontendedSync(mutex, peers, peerFile) {
 async function uncontendedAsync(mutex, peers, peerFile) {
   console.log('uncontended, async, per acquire+release:')
   const promiseMutex = new PromiseMutex()
-  const promisePair = await perOp(scaled(300_000), 5, async () => (await promiseMutex.lock())())
-  const asyncPair = await perOp(scaled(300_000), 5, async () => (await mutex.lock()).release())
-  const withLockPair = await perOp(scaled(300_000), 5, () => mutex.withLock(() => undefined))
+  const promisePair = await perOp(scaled(100_000), 9, async () => (await promiseMutex.lock())())
+  const asyncPair = await perOp(scaled(100_000), 9, async () => (await mutex.lock()).release())
+  const withLockPair = await perOp(scaled(100_000), 9, () => mutex.withLock(() => undefined))
   row('in-process promise mutex (baseline)', duration(promisePair))
   row('robust-mutex await lock() + release()', duration(asyncPair), `${(asyncPair / promisePair).toFixed(1)}x promise mutex`)
   row('robust-mutex await withLock(fn)', duration(withLockPair), `${(withLockPair / asyncPair).toFixed(2)}x await lock()+release()`)
@@ -96,7 +96,7 @@ async function uncontendedAsync(mutex, peers, peerFile) {
   for (const peer of peers) {
     if (peer.skipped) continue
     if (peer.lockAsync) {
-      const ns = await perOp(scaled(5_000), 3, async () => {
+      const ns = await perOp(scaled(2_000), 5, async () => {
         await peer.lockAsync(fd)
         await peer.unlockAsync(fd)
       })
@@ -113,8 +113,8 @@ async function uncontendedAsync(mutex, peers, peerFile) {
 
 function inspection(mutex, tryPair) {
   console.log('inspection, per call:')
-  const state = perOpSync(scaled(200_000), 5, () => mutex.state())
-  const stale = perOpSync(scaled(200_000), 5, () => mutex.isStale())
+  const state = perOpSync(scaled(50_000), 9, () => mutex.state())
+  const stale = perOpSync(scaled(50_000), 9, () => mutex.isStale())
   row('state()', duration(state), `${(state / tryPair).toFixed(1)}x tryLock()+release()`)
   row('isStale()', duration(stale), `${(stale / tryPair).toFixed(1)}x tryLock()+release() (a stat of the path)`)
 }
@@ -176,13 +176,13 @@ async function main() {
   await contention(dir, peers)
 
   const { samples, stages, releaseCalls } = await handoffLatency(path.join(dir, 'handoff.lock'), scaled(300))
-  console.log('handoff between two processes (release() there -> await lock() resolved here):')
+  console.log('handoff between two processes (release() there -> await lock() resolved here), stages as medians:')
   row(`p50 of ${samples.length}`, `${median(samples).toFixed(1)} µs`,
     `p90 ${percentile(samples, 0.9).toFixed(1)} µs, p99 ${percentile(samples, 0.99).toFixed(1)} µs`)
   for (const stage of stages) {
-    row(`  ${stage.name}`, `${median(stage.samples).toFixed(1)} µs`, `p90 ${percentile(stage.samples, 0.9).toFixed(1)} µs (median of this stage)`)
+    row(`  ${stage.name}`, `${median(stage.samples).toFixed(1)} µs`, `p90 ${percentile(stage.samples, 0.9).toFixed(1)} µs`)
   }
-  row('  (the holder\'s release() call returned after)', `${median(releaseCalls).toFixed(1)} µs`, 'its futex wake may switch to the woken thread first')
+  row('  (the holder\'s own release() call took)', `${median(releaseCalls).toFixed(1)} µs`, 'its futex wake may switch to the woken thread first')
 
   await scale(dir)
   mutex.close()

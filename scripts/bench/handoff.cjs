@@ -15,10 +15,10 @@ const binding = require('../../binding.js')
 
 /** The stages of a handoff, between consecutive timestamps. */
 const STAGES = [
-  'release() called -> watcher thread awake (unlock, futex wake, scheduling, pass-on wake)',
-  'watcher awake -> settlement queued (threadsafe-function call)',
-  'queued -> running on the JS thread (event loop wake-up)',
-  'on the JS thread -> await lock() resumed (promise jobs, trylock)',
+  'release() -> watcher thread awake', // unlock, futex wake, scheduling, the pass-on wake
+  'watcher awake -> settlement queued', // the threadsafe-function call
+  'queued -> running on the JS thread', // the event loop waking up
+  'on the JS thread -> await resumed', // promise jobs, the trylock
 ]
 
 async function child(lockPath) {
