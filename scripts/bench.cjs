@@ -149,8 +149,8 @@ async function scale(dir) {
   const n = scaled(10_000)
   console.log(`scale (${n.toLocaleString('en')}):`)
   const waiters = await pendingWaiters(path.join(dir, 'waiters.lock'), n)
-  row(`${n} pending lock() on one handle: heap per waiter`, `${waiters.bytesPerWaiter.toFixed(0)} B`,
-    `granted ${waiters.fifo ? 'in FIFO order (checked)' : 'OUT OF ORDER'}, ${duration(waiters.nsPerGrant)} per grant while draining`)
+  row(`${n} pending lock() on one handle: heap per call`, `${waiters.bytesPerWaiter.toFixed(0)} B`,
+    `holder in another process; granted ${waiters.fifo ? 'in FIFO order (checked)' : 'OUT OF ORDER'}, ${duration(waiters.nsPerGrant)} per grant draining`)
   const open = manyOpen(path.join(dir, 'many'), n)
   const at = (pairs) => pairs.map(([k, ns]) => `${duration(ns)} at ${k.toLocaleString('en')}`).join(', ')
   row(`${n} open mutexes: open (existing file)`, duration(open.perOpen.at(-1)[1]), at(open.perOpen))

@@ -1,7 +1,9 @@
 // Scale rows of `npm run bench`: many pending lock() calls on one handle, many open mutexes.
 'use strict'
+const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
+const readline = require('node:readline')
 const { SharedMutex } = require('../../index.js')
 const { heapUsed } = require('./stats.cjs')
 
@@ -14,15 +16,27 @@ function resident() {
   return { anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') }
 }
 
+/** A child process holding the lock at `lockPath` until `release()` (its stdin closes). */
+async function holdInChild(lockPath) {
+  const script = `
+    const guard = require(${JSON.stringify(require.resolve('../../index.js'))}).SharedMutex.open(process.argv[1]).lockSync()
+    process.stdout.write('locked\\n')
+    process.stdin.on('end', () => { guard.release(); process.exit(0) }).resume()`
+  const proc = spawn(process.execPath, ['-e', script, lockPath], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const line = await readline.createInterface({ input: proc.stdout })[Symbol.asyncIterator]().next()
+  if (line.value !== 'locked') throw new Error(`the holder said ${line.value}`)
+  const exited = new Promise((resolve) => proc.on('exit', resolve))
+  return { release: () => proc.stdin.end(), exited }
+}
+
 /**
- * `n` lock() calls pending on one handle while another handle of this thread holds the lock;
- * then the holder releases and they drain. Returns heap bytes per pending call, µs per grant,
- * and whether they were granted in call order (checked here, on every run).
+ * `n` lock() calls pending on one handle while another process holds the lock; then it
+ * releases and they drain. Returns heap bytes per pending call, µs per grant, and whether they
+ * were granted in call order (checked here, on every run).
  */
 async function pendingWaiters(lockPath, n) {
-  const holderHandle = SharedMutex.open(lockPath)
+  const holder = await holdInChild(lockPath)
   const mutex = SharedMutex.open(lockPath)
-  const held = holderHandle.lockSync()
   const order = []
   const pending = new Array(n)
   const before = heapUsed()
@@ -33,12 +47,12 @@ async function pendingWaiters(lockPath, n) {
     guard.release()
   }))
   const start = process.hrtime.bigint()
-  held.release()
+  holder.release()
   await Promise.all(all)
   const nsPerGrant = Number(process.hrtime.bigint() - start) / n
   const fifo = order.length === n && order.every((v, i) => v === i)
+  await holder.exited
   mutex.close()
-  holderHandle.close()
   return { bytesPerWaiter, nsPerGrant, fifo }
 }
 
