@@ -128,13 +128,16 @@ async function contention(dir, peers) {
     const runs = []
     for (let r = 0; r < rounds; r++) runs.push(await contended(impl, dir, windowMs))
     const lost = runs.reduce((sum, run) => sum + run.lost, 0)
-    results[impl] = { perSecond: median(runs.map((run) => run.perSecond)), lost }
+    const waited = runs[0].waited === undefined ? undefined : median(runs.map((run) => run.waited))
+    results[impl] = { perSecond: median(runs.map((run) => run.perSecond)), lost, waited }
   }
   for (const mode of ['sync', 'async']) {
     const ours = results[`robust-mutex ${mode}`].perSecond
-    for (const [impl, { perSecond, lost }] of Object.entries(results)) {
+    for (const [impl, { perSecond, lost, waited }] of Object.entries(results)) {
       if (!impl.endsWith(` ${mode}`)) continue
-      const versus = impl.startsWith('robust-mutex') ? '' : `robust-mutex ${mode} does ${(ours / perSecond).toFixed(1)}x`
+      const versus = impl.startsWith('robust-mutex')
+        ? `${(waited * 100).toFixed(1)}% of acquisitions waited for the other process`
+        : `robust-mutex ${mode} does ${(ours / perSecond).toFixed(1)}x`
       row(impl, `${(perSecond / 1000).toFixed(1)}k/s`, lost ? `LOST UPDATES: ${lost}` : versus)
     }
   }
