@@ -36,15 +36,23 @@ pub(crate) fn mark(point: Point) {
     }
 }
 
+#[cfg(unix)]
 fn monotonic_ns() -> u64 {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
+    // SAFETY: `now` is a valid timespec to write; CLOCK_MONOTONIC exists on every Unix we build.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// Not traced elsewhere (Node's hrtime is not CLOCK_MONOTONIC there): the points stay 0.
+#[cfg(not(unix))]
+fn monotonic_ns() -> u64 {
+    0
+}
+
 /// The last watch's `[woke, queued, onJsThread]` CLOCK_MONOTONIC ns (as strings: they exceed
-/// 2^53), all "0" unless `ROBUST_MUTEX_TRACE_HANDOFF=1` was set when the process started.
+/// 2^53), all "0" unless `ROBUST_MUTEX_TRACE_HANDOFF=1` was set when the process started (and
+/// always on Windows).
 #[napi]
 pub fn handoff_trace() -> Vec<String> {
     LAST.iter().map(|t| t.load(Ordering::Relaxed).to_string()).collect()
