@@ -43,7 +43,8 @@ export declare function fromFd(fd: number): number
 
 /**
  * The last watch's `[woke, queued, onJsThread]` CLOCK_MONOTONIC ns (as strings: they exceed
- * 2^53), all "0" unless `ROBUST_MUTEX_TRACE_HANDOFF=1` was set when the process started.
+ * 2^53), all "0" unless `ROBUST_MUTEX_TRACE_HANDOFF=1` was set when the process started (and
+ * always on Windows).
  */
 export declare function handoffTrace(): Array<string>
 
