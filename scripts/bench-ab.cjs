@@ -5,9 +5,10 @@
 //   node scripts/bench-ab.cjs snapshot <dir>      copy this checkout's built JS + addon to <dir>
 //   node scripts/bench-ab.cjs fast <dirA> <dirB>  tryLock()+release(), lockSync()+release()
 //   node scripts/bench-ab.cjs drain <n> <dirA> <dirB>  per-grant time draining n pending lock()
+//   node scripts/bench-ab.cjs open <n> <dirA> <dirB>   per-open time of n existing mutex files
 //
 // `fast` prints the minimum over 31 trials (on a shared machine, noise only adds time); `drain`
-// the median of 5 rounds.
+// and `open` the median of 5 and 9 rounds.
 'use strict'
 const fs = require('node:fs')
 const os = require('node:os')
@@ -76,11 +77,30 @@ async function drain(n, dirs) {
   fs.rmSync(path.dirname(lockPath), { recursive: true, force: true })
 }
 
+function open(n, dirs) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-ab-'))
+  const paths = Array.from({ length: n }, (_, i) => path.join(dir, `m${i}.lock`))
+  const builds = dirs.map((d) => ({ dir: d, api: require(path.resolve(d, 'index.js')), perOpen: [] }))
+  for (const p of paths) builds[0].api.SharedMutex.open(p).close() // create them once
+  for (let round = 0; round < 9; round++) {
+    for (const b of builds) {
+      const start = process.hrtime.bigint()
+      const handles = paths.map((p) => b.api.SharedMutex.open(p))
+      b.perOpen.push(Number(process.hrtime.bigint() - start) / n)
+      for (const h of handles) h.close()
+    }
+  }
+  console.log(`opening ${n} existing mutex files, median of 9 rounds, load ${load()}:`)
+  for (const b of builds) console.log(`  ${b.dir}: ${(median(b.perOpen) / 1000).toFixed(1)} µs per open`)
+  fs.rmSync(dir, { recursive: true, force: true })
+}
+
 const [what, ...args] = process.argv.slice(2)
 if (what === 'snapshot') snapshot(args[0])
 else if (what === 'fast') fast(args)
 else if (what === 'drain') drain(Number(args[0]), args.slice(1))
+else if (what === 'open') open(Number(args[0]), args.slice(1))
 else {
-  console.error('usage: bench-ab.cjs snapshot <dir> | fast <dirA> <dirB> | drain <n> <dirA> <dirB>')
+  console.error('usage: bench-ab.cjs snapshot <dir> | fast <dirA> <dirB> | drain|open <n> <dirA> <dirB>')
   process.exit(2)
 }
