@@ -1,5 +1,5 @@
-// The other Node.js locking libraries the bench compares with (devDependencies, used by the bench
-// only), each behind one small adapter. A peer whose native addon does not load here is reported
+// The other Node.js locking libraries the bench compares with (installed into their own package,
+// scripts/bench/peers, by scripts/bench/run.sh: the bench's only), each behind one small adapter. A peer whose native addon does not load here is reported
 // as "skipped: <reason>" and the run goes on.
 //
 // Every adapter locks a whole file through a descriptor (`fd`) or a path; the lock kinds differ:
@@ -8,6 +8,11 @@
 // file (mkdir, then mtime updates).
 'use strict'
 const { promisify } = require('node:util')
+const { createRequire } = require('node:module')
+const path = require('node:path')
+
+/** Resolves a peer from the bench's own package, not the library's devDependencies. */
+const requirePeer = createRequire(path.join(__dirname, 'peers', 'package.json'))
 
 /** Why a peer could not be loaded, in one line. */
 function reasonFor(name, err) {
@@ -16,13 +21,13 @@ function reasonFor(name, err) {
     return `${name} has no compiled addon here (it ships no prebuilt binary for this platform and ` +
       `npm did not run its node-gyp install script; \`npm rebuild ${name} --foreground-scripts\` builds it)`
   }
-  if (/Cannot find module '[^/]*'/.test(first)) return `${name} is not installed (npm install)`
+  if (/Cannot find module '[^/]*'/.test(first)) return `${name} is not installed (npm run bench installs it into scripts/bench/peers)`
   return `${name} does not load: ${first}`
 }
 
 function load(name, adapt) {
   try {
-    return { name, ...adapt(require(name)) }
+    return { name, ...adapt(requirePeer(name)) }
   } catch (err) {
     return { name, skipped: reasonFor(name, err) }
   }
