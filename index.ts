@@ -45,7 +45,14 @@ export {
 const fast = binding as unknown as {
   tryLockFast(handle: number): number
   releaseFast(handle: number, token: number, poison: boolean): void
+  fenceSlot(): ArrayBuffer
 }
+
+// The fencing token of this thread's last acquisition, as two 32-bit words (low, high) that the
+// binding writes next to every lock token it returns (crates/robust-mutex-node/src/fence.rs):
+// read right after that call, it costs no extra call and no allocation; the bigint is built
+// only when `guard.fencingToken` is read.
+const lastFence = new Int32Array(fast.fenceSlot())
 
 function native<T>(fn: () => T): T {
   try {
@@ -83,6 +90,8 @@ export interface MutexState {
   acquisitions: number
   contended: number
   ownerDeaths: number
+  /** The last fencing token issued (the holder's, while locked); see `LockGuard.fencingToken`. */
+  fencingToken: bigint
 }
 
 /** Runs under the lock when the previous holder died; see `OpenOptions.onOwnerDied`. */
@@ -246,9 +255,16 @@ function offAbort(signal: AbortSignal, fn: () => void): void {
   abortSubscribers.get(signal)?.delete(fn)
 }
 
+/** A lock taken for a queued lock() call: its lock token and fencing token (low, high words). */
+interface Taken {
+  token: number
+  fenceLo: number
+  fenceHi: number
+}
+
 /** A pending lock() call. */
 interface Waiter {
-  resolve(token: number): void
+  resolve(taken: Taken): void
   reject(err: unknown): void
   deadline: Deadline | undefined
   signal: AbortSignal | undefined
@@ -298,15 +314,19 @@ export class LockGuard implements Disposable {
   readonly #mutex: SharedMutex
   readonly #handle: number
   readonly #token: number
+  readonly #fenceLo: number
+  readonly #fenceHi: number
   #released = false
   #poison = false
   #registered = false
 
-  private constructor(key: symbol, mutex: SharedMutex, handle: number, token: number) {
+  private constructor(key: symbol, mutex: SharedMutex, handle: number, token: number, fenceLo: number, fenceHi: number) {
     if (key !== INTERNAL) throw new TypeError('LockGuard objects are made by SharedMutex lock methods')
     this.#mutex = mutex
     this.#handle = handle
     this.#token = token
+    this.#fenceLo = fenceLo
+    this.#fenceHi = fenceHi
     trackGuard(this)
   }
 
@@ -320,6 +340,17 @@ export class LockGuard implements Disposable {
   /** The previous holder died holding the lock: the protected state may be half-updated. */
   get ownerDied(): boolean {
     return (this.#token & 1) === 1
+  }
+
+  /**
+   * This acquisition's fencing token: greater than every token issued before it for this mutex
+   * file, by any process, across owner deaths, resets and re-initialisations (never issued
+   * twice). Send it with every write to what the lock protects, and have that store refuse a
+   * token lower than the highest it has seen: a holder that lost the lock without knowing it
+   * (paused, presumed dead) is then turned away. Still readable after `release()`.
+   */
+  get fencingToken(): bigint {
+    return BigInt.asUintN(64, (BigInt(this.#fenceHi) << 32n) | BigInt(this.#fenceLo >>> 0))
   }
 
   /** When `ownerDied`: who died, if it recorded itself. */
@@ -399,7 +430,14 @@ function runHolding<T>(guard: LockGuard, fn: (guard: LockGuard) => T | Promise<T
   return new Promise<T>((resolve) => resolve(result)).finally(release)
 }
 
-type GuardConstructor = new (key: symbol, mutex: SharedMutex, handle: number, token: number) => LockGuard
+type GuardConstructor = new (
+  key: symbol,
+  mutex: SharedMutex,
+  handle: number,
+  token: number,
+  fenceLo: number,
+  fenceHi: number,
+) => LockGuard
 const Guard = LockGuard as unknown as GuardConstructor
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +577,8 @@ export class SharedMutex implements Disposable {
       }
       if (token !== 0) return this.#admitAsync(token)
     }
-    return this.#admitAsync(await this.#enqueue(timeout, signal))
+    const taken = await this.#enqueue(timeout, signal)
+    return this.#admitAsync(taken.token, taken.fenceLo, taken.fenceHi)
   }
 
   /**
@@ -619,6 +658,7 @@ export class SharedMutex implements Disposable {
       acquisitions: s.acquisitions,
       contended: s.contended,
       ownerDeaths: s.ownerDeaths,
+      fencingToken: s.fencingToken,
     }
   }
 
@@ -689,9 +729,10 @@ export class SharedMutex implements Disposable {
     }
   }
 
-  #guard(token: number): LockGuard {
+  /** The fencing token is read from `lastFence` unless given: call right after the acquisition. */
+  #guard(token: number, fenceLo = lastFence[0], fenceHi = lastFence[1]): LockGuard {
     this.#holding++
-    return new Guard(INTERNAL, this, this.#handle, token)
+    return new Guard(INTERNAL, this, this.#handle, token, fenceLo, fenceHi)
   }
 
   /** Wrap a fresh lock token, running a synchronous onOwnerDied hook first. */
@@ -724,8 +765,8 @@ export class SharedMutex implements Disposable {
   }
 
   /** Wrap a fresh lock token; a promise only when an onOwnerDied hook must be awaited. */
-  #admitAsync(token: number): LockGuard | Promise<LockGuard> {
-    const guard = this.#guard(token)
+  #admitAsync(token: number, fenceLo?: number, fenceHi?: number): LockGuard | Promise<LockGuard> {
+    const guard = this.#guard(token, fenceLo, fenceHi)
     if (!guard.ownerDied || !this.#onOwnerDied) return guard
     return this.#repair(guard, this.#onOwnerDied)
   }
@@ -745,9 +786,9 @@ export class SharedMutex implements Disposable {
     return new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause })
   }
 
-  /** Queue a lock() call; resolves with a lock token taken by this thread. */
-  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
+  /** Queue a lock() call; resolves with a lock taken by this thread. */
+  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<Taken> {
+    return new Promise<Taken>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, deadline: undefined, signal, abort: undefined }
       this.#queue.push(waiter)
       if (timeout !== undefined && timeout !== Infinity) {
@@ -801,7 +842,8 @@ export class SharedMutex implements Disposable {
       }
       const waiter = this.#queue.shift()!
       this.#forget(waiter)
-      waiter.resolve(token)
+      // Its guard is made later (after an await): carry the fencing token along.
+      waiter.resolve({ token, fenceLo: lastFence[0], fenceHi: lastFence[1] })
       this.#stopWatching()
       return
     }

@@ -83,6 +83,8 @@ pub struct NativeState {
     pub contended: f64,
     /// Acquisitions that found the holder dead.
     pub owner_deaths: f64,
+    /// The last fencing token issued.
+    pub fencing_token: BigInt,
 }
 
 /// A cancellation handle for one native watch.
@@ -325,6 +327,7 @@ pub fn state(handle: u32) -> Result<NativeState> {
             acquisitions: s.acquisitions as f64,
             contended: s.contended as f64,
             owner_deaths: s.owner_deaths as f64,
+            fencing_token: BigInt::from(s.fencing_token),
         })
     })
 }
