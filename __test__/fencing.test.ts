@@ -2,7 +2,7 @@
 // greater than every one issued before it for the same file, across processes, worker threads,
 // a SIGKILLed holder, every acquire path, and resets. The processes and threads write to a
 // "downstream store" that refuses a token not greater than the highest it has accepted.
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -140,4 +140,18 @@ test('the successor of a SIGKILLed holder, and of a reset, gets a greater token'
   t.true(afterReset.fencingToken > guard.fencingToken, 'a reset never lowers the tokens')
   afterReset.release()
   mutex.close()
+})
+
+test('the README\'s fencing example runs as printed and refuses the stale write', (t) => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
+  const block = /<!-- fencing-example[^\n]*-->\n```js\n([\s\S]*?)\n```/.exec(readme)
+  t.truthy(block, 'the README has the marked example')
+  const dir = tempDir()
+  const script = path.join(dir, 'example.cjs')
+  const index = JSON.stringify(path.join(__dirname, '..', 'index.js'))
+  fs.writeFileSync(script, block![1]!.replace("require('robust-mutex')", `require(${index})`))
+  // os.tmpdir() follows TMPDIR: the example's lock file lands in this test's directory.
+  const out = execFileSync(process.execPath, [script], { env: { ...process.env, TMPDIR: dir }, encoding: 'utf8' })
+  t.regex(out, /^refused: stale fencing token \d+\nfrom the second hold\n$/)
+  t.true(fs.existsSync(path.join(dir, 'fencing-example.lock')))
 })

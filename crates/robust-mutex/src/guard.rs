@@ -123,11 +123,33 @@ macro_rules! guard_methods {
         /// (unless the clock was stepped back in between).
         ///
         /// ```
-        /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
-        /// let first = mutex.lock()?.fencing_token();
-        /// let second = mutex.lock()?.fencing_token();
-        /// assert!(second > first);
-        /// assert_eq!(mutex.state().fencing_token, second);
+        /// use robust_mutex::SharedMutex;
+        ///
+        /// /// A store that refuses writes whose fencing token is not newer than the last it accepted.
+        /// struct FencedStore { highest: u64, value: String }
+        ///
+        /// impl FencedStore {
+        ///     fn write(&mut self, token: u64, value: &str) -> Result<(), String> {
+        ///         if token <= self.highest {
+        ///             return Err(format!("stale fencing token {token}"));
+        ///         }
+        ///         (self.highest, self.value) = (token, value.to_owned());
+        ///         Ok(())
+        ///     }
+        /// }
+        ///
+        /// fn fenced(mutex: &SharedMutex, store: &mut FencedStore) -> Result<(), robust_mutex::Error> {
+        ///     let late = mutex.lock()?.fencing_token(); // a write prepared under a hold that has ended
+        ///     let guard = mutex.lock()?;
+        ///     store.write(guard.fencing_token(), "current").unwrap();
+        ///     assert!(store.write(late, "stale").is_err()); // refused downstream
+        ///     Ok(())
+        /// }
+        /// # let mutex = SharedMutex::anonymous()?;
+        /// # let mut store = FencedStore { highest: 0, value: String::new() };
+        /// # fenced(&mutex, &mut store)?;
+        /// # assert_eq!(store.value, "current");
+        /// # assert_eq!(mutex.state().fencing_token, store.highest);
         /// # Ok::<(), robust_mutex::Error>(())
         /// ```
         pub fn fencing_token(&self) -> u64 {
