@@ -1,6 +1,7 @@
 // npm run bench: what a lock costs from Node, next to baselines measured in the same run.
 //
-//   1. uncontended tryLock() + release() (sync, on the JS thread) vs an in-process JS flag
+//   1. uncontended tryLock() + release() (sync, on the JS thread) vs an in-process JS flag, and
+//      the same reading the guard's fencingToken (the bigint is built only when read)
 //   2. uncontended await lock() + release() vs an in-process promise-based async mutex
 //   3. proper-lockfile lock + unlock on the same machine (the popular cross-process choice)
 //   4. async handoff between two processes: holder releases -> the waiter's promise resolves
@@ -104,11 +105,19 @@ async function main() {
   })
   const syncPair = perOpSync(1_000_000, 5, () => mutex.tryLock().release())
   const lockSyncPair = perOpSync(1_000_000, 5, () => mutex.lockSync().release())
+  let lastFence = 0n
+  const fencedPair = perOpSync(1_000_000, 5, () => {
+    const guard = mutex.tryLock()
+    lastFence = guard.fencingToken
+    guard.release()
+  })
+  if (lastFence !== mutex.state().fencingToken) throw new Error('the last fencing token read is not the last issued')
   console.log('uncontended, sync (same thread):')
   console.log(`  JS boolean flag (in-process baseline)      ${flagPair.toFixed(1).padStart(9)} ns/op`)
   console.log(`  two empty Node-API calls (baseline)        ${napiPair.toFixed(1).padStart(9)} ns/op`)
   console.log(`  tryLock() + release()                      ${syncPair.toFixed(1).padStart(9)} ns/op   ${(syncPair / napiPair).toFixed(1)}x two Node-API calls, ${(syncPair / flagPair).toFixed(1)}x flag`)
   console.log(`  lockSync() + release()                     ${lockSyncPair.toFixed(1).padStart(9)} ns/op   ${(lockSyncPair / syncPair).toFixed(2)}x tryLock()+release()`)
+  console.log(`  tryLock() + read fencingToken + release()  ${fencedPair.toFixed(1).padStart(9)} ns/op   ${(fencedPair / syncPair).toFixed(2)}x tryLock()+release()`)
 
   const promiseMutex = new PromiseMutex()
   const promisePair = await perOp(300_000, 5, async () => (await promiseMutex.lock())())
