@@ -13,6 +13,7 @@ import * as path from 'node:path'
 
 import test from 'ava'
 
+import { SharedMutex } from '../index'
 import { tempDir } from './helpers'
 
 const root = path.join(__dirname, '..')
@@ -39,4 +40,19 @@ test('transferring the binding\'s fencing slot neither breaks fencingToken nor l
   // Expected: the guard reports its own token (the last issued), and the transferred buffer,
   // which is no longer the addon's slot, was not written to.
   t.deepEqual(seen, { token: seen.state, state: seen.state, writtenIntoMoved: '0' })
+})
+
+// `state()` gained a bigint field, and JSON.stringify throws on a bigint: code that logs a state
+// as JSON (common; this repository's own scripts/demo.cjs does it under DEMO_DEBUG, and now
+// crashes there with "Do not know how to serialize a BigInt") broke with the upgrade.
+test('a state() snapshot can still be logged as JSON, its fencing token as a decimal string', (t) => {
+  const mutex = SharedMutex.open(path.join(tempDir(), 'json.lock'))
+  const guard = mutex.lockSync()
+  let json: string | undefined
+  t.notThrows(() => {
+    json = JSON.stringify(mutex.state())
+  })
+  t.is(JSON.parse(json ?? '{}').fencingToken, String(guard.fencingToken))
+  guard.release()
+  mutex.close()
 })
