@@ -12,8 +12,12 @@
 //! token the old one issued, as long as the wall clock was not stepped back in between.
 //! 2^64 nanoseconds after 1970 is the year 2554.
 //!
-//! A file made before tokens existed holds 0 there (the bytes were reserved, and zero): its
-//! tokens count up from 1 until a reset or re-initialisation raises the counter to the clock.
+//! A file made by a build without tokens holds 0 there (the bytes were reserved, and zero, and
+//! such a build never writes them). 0 therefore means "never seeded": the first token issued
+//! from it starts from the wall clock, as a new file's would. Counting up from 1 instead would
+//! go below the tokens of an earlier file at the same path (and reissue them once an older
+//! build re-created the file again), as soon as an older build re-creates a file during a
+//! rolling upgrade.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,11 +42,17 @@ pub(crate) fn reseed(last: u64) -> u64 {
     last.max(wall_clock_ns())
 }
 
-/// The token after `last`. (Wrapping only after the year 2554.)
+/// The token after `last`: `last + 1`, or, when `last` is 0 (a file made by a build without
+/// tokens, never seeded), one above the wall clock. (Wrapping only after the year 2554.) The
+/// branch tests a value already loaded and is practically never taken: no cost on the fast path.
 #[inline(always)]
 #[cfg_attr(not(any(supported, file_lock, named_mutex)), allow(dead_code))]
 pub(crate) fn next(last: u64) -> u64 {
-    last.wrapping_add(1)
+    if last == 0 {
+        seed().wrapping_add(1)
+    } else {
+        last.wrapping_add(1)
+    }
 }
 
 /// Issues the next token of a mapped header's counter and returns it. Only the lock holder
@@ -75,6 +85,15 @@ mod tests {
         let second = issue(&counter);
         assert!(second > first);
         assert_eq!(counter.load(Ordering::Relaxed), second, "the counter is the last token issued");
+    }
+
+    #[test]
+    fn an_unseeded_counter_starts_from_the_clock() {
+        let before = wall_clock_ns();
+        let counter = AtomicU64::new(0);
+        let first = issue(&counter);
+        assert!(first > before, "token {first} of a never-seeded counter is above the clock {before}");
+        assert_eq!(issue(&counter), first + 1, "then it counts up by one");
     }
 
     #[test]

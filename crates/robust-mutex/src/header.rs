@@ -22,7 +22,8 @@
 //! 140     4  reserved
 //! 144     8  fencing token: the last one issued, written by the holder (atomic; see
 //!            `fencing.rs`). Seeded from the wall clock at creation, raised to it by resets and
-//!            re-initialisations. Files made before tokens existed hold 0 here.
+//!            re-initialisations. Files made by builds without tokens hold 0 here,
+//!            which means "never seeded": the next token starts from the wall clock.
 //! 152    40  reserved
 //! 192     -  pthread_mutex_t (robust, process-shared, error-checking)
 //! ```

@@ -13,7 +13,7 @@
 //! | 32 | owner pid, owner tid (u32 each) |
 //! | 40 | owner since, ns since the epoch (u64) |
 //! | 48 | acquisitions, contended, owner deaths (u64 each) |
-//! | 72 | fencing token: the last one issued (u64; see `crate::fencing`; 0 in files made before tokens existed) |
+//! | 72 | fencing token: the last one issued (u64; see `crate::fencing`; 0 in files made by builds without tokens: never seeded, the next token starts from the clock) |
 //!
 //! The format version stays 1 across additions in bytes that older files hold as zero and older
 //! builds leave alone (the fencing token), so that old and new builds keep sharing a file.
