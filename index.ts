@@ -92,6 +92,21 @@ export interface MutexState {
   ownerDeaths: number
   /** The last fencing token issued (the holder's, while locked); see `LockGuard.fencingToken`. */
   fencingToken: bigint
+  /**
+   * What `JSON.stringify(state)` writes: these fields, with `fencingToken` as a decimal string (a
+   * bigint has no JSON form, and a token exceeds 2^53). Present, not enumerable, on every object
+   * `state()` returns; a copy made by spreading it has none (and does not stringify).
+   */
+  toJSON?(): MutexStateJSON
+}
+
+/** A `MutexState` as JSON carries it: the fencing token as a decimal string. */
+export type MutexStateJSON = Omit<MutexState, 'fencingToken' | 'toJSON'> & { fencingToken: string }
+
+// Shared by every state() result, not enumerable there: spreading a state or listing its keys
+// shows only its fields.
+function stateToJSON(this: MutexState): MutexStateJSON {
+  return { ...this, fencingToken: String(this.fencingToken) }
 }
 
 /** Runs under the lock when the previous holder died; see `OpenOptions.onOwnerDied`. */
@@ -648,7 +663,7 @@ export class SharedMutex implements Disposable {
   /** A snapshot of the lock and its counters. */
   state(): MutexState {
     const s: NativeState = native(() => binding.state(this.#open()))
-    return {
+    const state: MutexState = {
       locked: s.locked,
       holderTid: s.holderTid ?? null,
       abandoned: s.abandoned,
@@ -660,6 +675,9 @@ export class SharedMutex implements Disposable {
       ownerDeaths: s.ownerDeaths,
       fencingToken: s.fencingToken,
     }
+    // Logging a state as JSON worked before it had a bigint field: keep it working.
+    Object.defineProperty(state, 'toJSON', { value: stateToJSON, enumerable: false, writable: true, configurable: true })
+    return state
   }
 
   /** The file was deleted or replaced at its path: other processes now use another lock. */

@@ -33,6 +33,8 @@ export async function use(mutex: SharedMutex): Promise<MutexState> {
   // @ts-expect-error the fencing token is readonly
   guard.fencingToken = fence + 1n
   const last: bigint = mutex.state().fencingToken
+  const logged: string | undefined = mutex.state().toJSON?.().fencingToken
+  void logged
   guard.release()
   const value: number = await mutex.withLock(async (g) => (g.ownerDied ? 1 : 2))
   // @ts-expect-error the constructor is private
