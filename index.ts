@@ -52,7 +52,15 @@ const fast = binding as unknown as {
 // binding writes next to every lock token it returns (crates/robust-mutex-node/src/fence.rs):
 // read right after that call, it costs no extra call and no allocation; the bigint is built
 // only when `guard.fencingToken` is read.
-const lastFence = new Int32Array(fast.fenceSlot())
+let lastFence = new Int32Array(fast.fenceSlot())
+
+// Any code holding the slot's buffer can detach it (transfer it away; the raw binding is
+// reachable), and a detached view reads undefined. Called before every acquisition: the binding
+// then gives a fresh buffer, writes this acquisition's token there, and never writes the
+// detached one again. (A length check: no call, no allocation while attached.)
+function fenceReady(): void {
+  if (lastFence.length === 0) lastFence = new Int32Array(fast.fenceSlot())
+}
 
 function native<T>(fn: () => T): T {
   try {
@@ -584,6 +592,7 @@ export class SharedMutex implements Disposable {
     if (this.#queue.length === 0) {
       let token = 0
       try {
+        fenceReady()
         token = fast.tryLockFast(handle)
       } catch (err) {
         const translated = translate(err)
@@ -612,6 +621,7 @@ export class SharedMutex implements Disposable {
     // (slower) blocking call only when someone holds it.
     let token: number
     try {
+      fenceReady()
       token = fast.tryLockFast(handle)
     } catch (err) {
       throw translate(err)
@@ -631,6 +641,7 @@ export class SharedMutex implements Disposable {
     this.#syncHookOnly()
     let token: number
     try {
+      fenceReady()
       token = fast.tryLockFast(handle)
     } catch (err) {
       throw translate(err)
@@ -648,6 +659,7 @@ export class SharedMutex implements Disposable {
     if (options === undefined && this.#queue.length === 0 && !this.#closed) {
       let token = 0
       try {
+        fenceReady()
         token = fast.tryLockFast(this.#handle)
       } catch {
         // DeadlockError queues, anything else is reported: lock() below does both.
@@ -840,6 +852,7 @@ export class SharedMutex implements Disposable {
     while (this.#queue.length !== 0) {
       let token: number
       try {
+        fenceReady()
         token = binding.tryLockAfterWait(this.#handle)
       } catch (err) {
         const translated = translate(err)

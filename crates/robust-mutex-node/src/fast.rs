@@ -72,7 +72,7 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
     let [handle] = unsafe { args::<1>(env, info) };
     // SAFETY: as above.
     let handle = unsafe { number(env, handle) };
-    let result = guarded(|| handle_arg(handle).and_then(crate::mutex::try_lock));
+    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::try_lock(Env::from_raw(env), h)));
     match result {
         Ok(token) => {
             let mut out = ptr::null_mut();
