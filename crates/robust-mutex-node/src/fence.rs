@@ -15,7 +15,8 @@
 //! through a pointer into a JS-owned buffer, a detach would have handed that memory to another
 //! buffer, freed once that one was collected, and every later acquisition would have written
 //! into freed memory. So each thread gets an 8-byte [`Block`] that is never freed, exposed with
-//! `napi_create_external_arraybuffer` and no finalizer: a detach only moves a view of it.
+//! `napi_create_external_arraybuffer` and no finalizer: a detach only moves a view of it. (Node 20
+//! does not even detach such a buffer: a transfer copies it.)
 //!
 //! Where external buffers are refused (Electron with the V8 sandbox:
 //! `napi_no_external_buffers_allowed`), the buffer is an ordinary one, and no pointer into it is
@@ -179,12 +180,16 @@ pub(crate) unsafe extern "C" fn fence_slot(env: sys::napi_env, _info: sys::napi_
 fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Block>), &'static CStr> {
     let block = take_block();
     let mut value = ptr::null_mut();
-    // SAFETY: `block` is SLOT_BYTES of memory that is never freed (leaked, or from SPARE, whose
-    // blocks are never freed either), so the buffer can never outlive it and no finalizer is
-    // needed. JavaScript may write it through the buffer: the words are atomics, so the addon's
-    // shared reference to them stays sound.
-    let status = unsafe {
-        sys::napi_create_external_arraybuffer(env, ptr::from_ref(block).cast_mut().cast(), SLOT_BYTES, None, ptr::null_mut(), &mut value)
+    let status = if external_buffers_refused_for_testing() {
+        sys::Status::napi_no_external_buffers_allowed
+    } else {
+        // SAFETY: `block` is SLOT_BYTES of memory that is never freed (leaked, or from SPARE,
+        // whose blocks are never freed either), so the buffer can never outlive it and no
+        // finalizer is needed. JavaScript may write it through the buffer: the words are
+        // atomics, so the addon's shared reference to them stays sound.
+        unsafe {
+            sys::napi_create_external_arraybuffer(env, ptr::from_ref(block).cast_mut().cast(), SLOT_BYTES, None, ptr::null_mut(), &mut value)
+        }
     };
     if status == sys::Status::napi_ok && !value.is_null() {
         return Ok((value, Some(block)));
@@ -199,6 +204,12 @@ fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Bl
         return Err(c"cannot allocate the fencing token buffer");
     }
     Ok((value, None))
+}
+
+/// `ROBUST_MUTEX_TEST_REFUSE_EXTERNAL_BUFFERS=1`: behave as where external buffers are refused,
+/// so that tests run Electron's path on Node.
+fn external_buffers_refused_for_testing() -> bool {
+    std::env::var_os("ROBUST_MUTEX_TEST_REFUSE_EXTERNAL_BUFFERS").is_some_and(|v| v == "1")
 }
 
 /// The environment is going away: stop writing for it, and let another thread use the block.
