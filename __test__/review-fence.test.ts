@@ -1,5 +1,5 @@
-// Review of the fencing tokens' Node transport (issue 9, local half). FAILS ON PURPOSE on branch
-// `fence`; see /work/notes/9-fence-review.md.
+// Review of the fencing tokens' Node transport (issue 9, local half). These failed on branch
+// `fence` (review D2, D3); fixed since: the slot is addon-owned memory, and state() has toJSON().
 //
 // Every acquisition's token reaches JavaScript through one 8-byte ArrayBuffer per thread, which
 // the addon writes through a raw pointer it took when it created the buffer. That buffer is an

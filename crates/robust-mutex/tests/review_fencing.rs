@@ -1,5 +1,5 @@
 //! Review of the fencing tokens (issue 9, local half): cases the implementation gets wrong.
-//! These tests FAIL ON PURPOSE on branch `fence`; see /work/notes/9-fence-review.md.
+//! These tests failed on branch `fence` (review D1); `fencing::next` now treats 0 as never seeded.
 //!
 //! A build without fencing tokens (every release before them: the format version did not change,
 //! so old and new builds share files) creates mutex files whose token field is zero: it never
