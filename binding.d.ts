@@ -102,6 +102,8 @@ export interface NativeState {
   contended: number
   /** Acquisitions that found the holder dead. */
   ownerDeaths: number
+  /** The last fencing token issued. */
+  fencingToken: bigint
 }
 
 /** Opens or creates a mutex file; returns a handle. */

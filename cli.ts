@@ -81,7 +81,10 @@ Options (before LOCKFILE):
 When the previous holder died holding the lock, COMMAND runs with, in its environment:
   ROBUST_MUTEX_OWNER_DIED=1       what the lock protects may be half-updated: check it
   ROBUST_MUTEX_DEAD_PID=PID       the process that died
-Otherwise both are removed from COMMAND's environment.
+Otherwise both are removed from COMMAND's environment. COMMAND always gets
+  ROBUST_MUTEX_FENCING_TOKEN=N    this hold's fencing token, greater than every earlier one
+                                  of LOCKFILE: pass it to what the lock protects, which
+                                  should refuse writes with a lower token than it has seen
 
 SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND. When COMMAND exits (with any status) the
 lock is released. When COMMAND is killed by a signal, the lock is left abandoned, so the next
@@ -92,8 +95,8 @@ ${EXIT_CODES}`,
   inspect: `Usage: ${USAGE.inspect}
 
 Show the state of the lock LOCKFILE: holder pid/tid and since when, abandoned (its holder
-died holding it), poisoned, generation and counters. Never takes the lock and never creates
-the file; works while another process holds it.
+died holding it), poisoned, generation, the last fencing token issued, and counters. Never
+takes the lock and never creates the file; works while another process holds it.
 
 Options:
   --json       print one JSON object instead of a table
@@ -368,6 +371,7 @@ function runHolding(
   // An outer run's verdict must not leak into this one.
   delete env.ROBUST_MUTEX_OWNER_DIED
   delete env.ROBUST_MUTEX_DEAD_PID
+  env.ROBUST_MUTEX_FENCING_TOKEN = String(guard.fencingToken)
   const ownerDied = guard.ownerDied
   if (ownerDied) {
     env.ROBUST_MUTEX_OWNER_DIED = '1'
@@ -445,16 +449,14 @@ function inspect(args: string[]): number {
   } catch (err) {
     throw failure(err)
   }
-  // The fencing token is not in MutexState yet; show it once the library reports it.
-  const fencingToken = (state as { fencingToken?: unknown }).fencingToken
   const owner = state.owner && {
     pid: state.owner.pid,
     tid: state.owner.tid,
     since: state.owner.since?.toISOString() ?? null,
   }
   if (options.has('json')) {
-    const json: Record<string, unknown> = { path: lockfile, ...state, owner }
-    if (fencingToken !== undefined) json.fencingToken = String(fencingToken)
+    // A bigint has no JSON form: the token goes as a decimal string (it can exceed 2^53).
+    const json = { path: lockfile, ...state, owner, fencingToken: String(state.fencingToken) }
     process.stdout.write(`${JSON.stringify(json)}\n`)
     return 0
   }
@@ -473,7 +475,7 @@ function inspect(args: string[]): number {
     ['poisoned', state.poisoned ? "yes: acquires fail until 'robust-mutex reset'" : 'no'],
     ['generation', String(state.generation)],
   )
-  if (fencingToken !== undefined) rows.push(['fencing token', String(fencingToken)])
+  rows.push(['fencing token', String(state.fencingToken)])
   rows.push(
     ['acquisitions', String(state.acquisitions)],
     ['contended', String(state.contended)],

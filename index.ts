@@ -49,6 +49,21 @@ export {
 const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
   releaseFast(handle: number, token: number, poison: boolean): void
+  fenceSlot(): ArrayBuffer
+}
+
+// The fencing token of this thread's last acquisition, as two 32-bit words (low, high) that the
+// binding writes next to every lock token it returns (crates/robust-mutex-node/src/fence.rs):
+// read right after that call, it costs no extra call and no allocation; the bigint is built
+// only when `guard.fencingToken` is read.
+let lastFence = new Int32Array(rawFast.fenceSlot())
+
+// Any code holding the slot's buffer can detach it (transfer it away; the raw binding is
+// reachable), and a detached view reads undefined. Called before every acquisition: the binding
+// then gives a fresh buffer, writes this acquisition's token there, and never writes the
+// detached one again. (A length check: no call, no allocation while attached.)
+function fenceReady(): void {
+  if (lastFence.length === 0) lastFence = new Int32Array(rawFast.fenceSlot())
 }
 const fast = { tryLockFast: rawFast.tryLockFast, releaseFast: rawFast.releaseFast }
 
@@ -88,6 +103,23 @@ export interface MutexState {
   acquisitions: number
   contended: number
   ownerDeaths: number
+  /** The last fencing token issued (the holder's, while locked); see `LockGuard.fencingToken`. */
+  fencingToken: bigint
+  /**
+   * What `JSON.stringify(state)` writes: these fields, with `fencingToken` as a decimal string (a
+   * bigint has no JSON form, and a token exceeds 2^53). Present, not enumerable, on every object
+   * `state()` returns; a copy made by spreading it has none (and does not stringify).
+   */
+  toJSON?(): MutexStateJSON
+}
+
+/** A `MutexState` as JSON carries it: the fencing token as a decimal string. */
+export type MutexStateJSON = Omit<MutexState, 'fencingToken' | 'toJSON'> & { fencingToken: string }
+
+// Shared by every state() result, not enumerable there: spreading a state or listing its keys
+// shows only its fields.
+function stateToJSON(this: MutexState): MutexStateJSON {
+  return { ...this, fencingToken: String(this.fencingToken) }
 }
 
 /** Runs under the lock when the previous holder died; see `OpenOptions.onOwnerDied`. */
@@ -301,9 +333,16 @@ class Fifo<T> {
   }
 }
 
+/** A lock taken for a queued lock() call: its lock token and fencing token (low, high words). */
+interface Taken {
+  token: number
+  fenceLo: number
+  fenceHi: number
+}
+
 /** A pending lock() call. */
 interface Waiter {
-  resolve(token: number): void
+  resolve(taken: Taken): void
   reject(err: unknown): void
   deadline: Deadline | undefined
   signal: AbortSignal | undefined
@@ -353,15 +392,19 @@ export class LockGuard implements Disposable {
   readonly #mutex: SharedMutex
   readonly #handle: number
   readonly #token: number
+  readonly #fenceLo: number
+  readonly #fenceHi: number
   #released = false
   #poison = false
   #registered = false
 
-  private constructor(key: symbol, mutex: SharedMutex, handle: number, token: number) {
+  private constructor(key: symbol, mutex: SharedMutex, handle: number, token: number, fenceLo: number, fenceHi: number) {
     if (key !== INTERNAL) throw new TypeError('LockGuard objects are made by SharedMutex lock methods')
     this.#mutex = mutex
     this.#handle = handle
     this.#token = token
+    this.#fenceLo = fenceLo
+    this.#fenceHi = fenceHi
     trackGuard(this)
   }
 
@@ -375,6 +418,17 @@ export class LockGuard implements Disposable {
   /** The previous holder died holding the lock: the protected state may be half-updated. */
   get ownerDied(): boolean {
     return (this.#token & 1) === 1
+  }
+
+  /**
+   * This acquisition's fencing token: greater than every token issued before it for this mutex
+   * file, by any process, across owner deaths, resets and re-initialisations (never issued
+   * twice). Send it with every write to what the lock protects, and have that store refuse a
+   * token lower than the highest it has seen: a holder that lost the lock without knowing it
+   * (paused, presumed dead) is then turned away. Still readable after `release()`.
+   */
+  get fencingToken(): bigint {
+    return BigInt.asUintN(64, (BigInt(this.#fenceHi) << 32n) | BigInt(this.#fenceLo >>> 0))
   }
 
   /** When `ownerDied`: who died, if it recorded itself. */
@@ -454,7 +508,14 @@ function runHolding<T>(guard: LockGuard, fn: (guard: LockGuard) => T | Promise<T
   return new Promise<T>((resolve) => resolve(result)).finally(release)
 }
 
-type GuardConstructor = new (key: symbol, mutex: SharedMutex, handle: number, token: number) => LockGuard
+type GuardConstructor = new (
+  key: symbol,
+  mutex: SharedMutex,
+  handle: number,
+  token: number,
+  fenceLo: number,
+  fenceHi: number,
+) => LockGuard
 const Guard = LockGuard as unknown as GuardConstructor
 
 // ---------------------------------------------------------------------------------------------
@@ -586,6 +647,7 @@ export class SharedMutex implements Disposable {
     if (this.#queue.length === 0) {
       let token = 0
       try {
+        fenceReady()
         token = fast.tryLockFast(handle)
       } catch (err) {
         const translated = translate(err)
@@ -594,7 +656,8 @@ export class SharedMutex implements Disposable {
       }
       if (token !== 0) return this.#admitAsync(token)
     }
-    return this.#admitAsync(await this.#enqueue(timeout, signal))
+    const taken = await this.#enqueue(timeout, signal)
+    return this.#admitAsync(taken.token, taken.fenceLo, taken.fenceHi)
   }
 
   /**
@@ -613,6 +676,7 @@ export class SharedMutex implements Disposable {
     // (slower) blocking call only when someone holds it.
     let token: number
     try {
+      fenceReady()
       token = fast.tryLockFast(handle)
     } catch (err) {
       throw translate(err)
@@ -632,6 +696,7 @@ export class SharedMutex implements Disposable {
     this.#syncHookOnly()
     let token: number
     try {
+      fenceReady()
       token = fast.tryLockFast(handle)
     } catch (err) {
       throw translate(err)
@@ -649,6 +714,7 @@ export class SharedMutex implements Disposable {
     if (options === undefined && this.#queue.length === 0 && !this.#closed) {
       let token = 0
       try {
+        fenceReady()
         token = fast.tryLockFast(this.#handle)
       } catch {
         // DeadlockError queues, anything else is reported: lock() below does both.
@@ -664,7 +730,7 @@ export class SharedMutex implements Disposable {
   /** A snapshot of the lock and its counters. */
   state(): MutexState {
     const s: NativeState = native(() => binding.state(this.#open()))
-    return {
+    const state: MutexState = {
       locked: s.locked,
       holderTid: s.holderTid ?? null,
       abandoned: s.abandoned,
@@ -674,7 +740,11 @@ export class SharedMutex implements Disposable {
       acquisitions: s.acquisitions,
       contended: s.contended,
       ownerDeaths: s.ownerDeaths,
+      fencingToken: s.fencingToken,
     }
+    // Logging a state as JSON worked before it had a bigint field: keep it working.
+    Object.defineProperty(state, 'toJSON', { value: stateToJSON, enumerable: false, writable: true, configurable: true })
+    return state
   }
 
   /** The file was deleted or replaced at its path: other processes now use another lock. */
@@ -744,9 +814,10 @@ export class SharedMutex implements Disposable {
     }
   }
 
-  #guard(token: number): LockGuard {
+  /** The fencing token is read from `lastFence` unless given: call right after the acquisition. */
+  #guard(token: number, fenceLo = lastFence[0], fenceHi = lastFence[1]): LockGuard {
     this.#holding++
-    return new Guard(INTERNAL, this, this.#handle, token)
+    return new Guard(INTERNAL, this, this.#handle, token, fenceLo, fenceHi)
   }
 
   /** Wrap a fresh lock token, running a synchronous onOwnerDied hook first. */
@@ -779,8 +850,8 @@ export class SharedMutex implements Disposable {
   }
 
   /** Wrap a fresh lock token; a promise only when an onOwnerDied hook must be awaited. */
-  #admitAsync(token: number): LockGuard | Promise<LockGuard> {
-    const guard = this.#guard(token)
+  #admitAsync(token: number, fenceLo?: number, fenceHi?: number): LockGuard | Promise<LockGuard> {
+    const guard = this.#guard(token, fenceLo, fenceHi)
     if (!guard.ownerDied || !this.#onOwnerDied) return guard
     return this.#repair(guard, this.#onOwnerDied)
   }
@@ -800,9 +871,9 @@ export class SharedMutex implements Disposable {
     return new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause })
   }
 
-  /** Queue a lock() call; resolves with a lock token taken by this thread. */
-  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
+  /** Queue a lock() call; resolves with a lock taken by this thread. */
+  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<Taken> {
+    return new Promise<Taken>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, deadline: undefined, signal, abort: undefined }
       this.#queue.push(waiter)
       if (timeout !== undefined && timeout !== Infinity) {
@@ -834,6 +905,7 @@ export class SharedMutex implements Disposable {
     while (this.#queue.length !== 0) {
       let token: number
       try {
+        fenceReady()
         token = binding.tryLockAfterWait(this.#handle)
       } catch (err) {
         const translated = translate(err)
@@ -854,7 +926,8 @@ export class SharedMutex implements Disposable {
       }
       const waiter = this.#queue.shift()!
       this.#forget(waiter)
-      waiter.resolve(token)
+      // Its guard is made later (after an await): carry the fencing token along.
+      waiter.resolve({ token, fenceLo: lastFence[0], fenceHi: lastFence[1] })
       this.#stopWatching()
       return
     }

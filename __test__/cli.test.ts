@@ -162,6 +162,20 @@ test.serial('the runner itself SIGKILLed while COMMAND runs: the next run is tol
   t.is(next.stdout, `died=1 pid=${runner.pid}\n`)
 })
 
+test.serial('COMMAND gets its fencing token, greater on every run, after a killed COMMAND too, whatever the environment said', async (t) => {
+  const lock = fresh()
+  const TOKEN = ['sh', '-c', 'echo "$ROBUST_MUTEX_FENCING_TOKEN"']
+  const env = { ...process.env, ROBUST_MUTEX_FENCING_TOKEN: '99999999999999999999' }
+  const first = BigInt((await cli(['run', lock, '--', ...TOKEN], { env })).stdout.trim())
+  const killedRun = start(['run', lock, '--', 'sh', '-c', 'echo "$ROBUST_MUTEX_FENCING_TOKEN $$"; exec sleep 30'])
+  const [killedToken, commandPid] = (await killedRun.nextLine()).split(' ')
+  process.kill(Number(commandPid), 'SIGKILL')
+  await within(10_000, killedRun.done, 'the runner')
+  const after = BigInt((await cli(['run', lock, '--', ...TOKEN])).stdout.trim())
+  t.true(BigInt(killedToken!) > first, `${killedToken} after ${first}`)
+  t.true(after > BigInt(killedToken!), `${after} after the killed run's ${killedToken}`)
+})
+
 test.serial('a clean exit of COMMAND, even non-zero, releases: the next run is not told, nor misled by its own environment', async (t) => {
   const lock = fresh()
   t.is((await cli(['run', lock, '--', 'sh', '-c', 'exit 5'])).status, 5)
@@ -303,11 +317,17 @@ test.serial('inspect shows the holder pid without taking the lock or changing th
   // nothing else may change.
   t.deepEqual(Buffer.concat([after.subarray(0, 88), after.subarray(96)]), Buffer.concat([before.subarray(0, 88), before.subarray(96)]))
 
+  // The holder's fencing token, as this process reads it without taking the lock.
+  const watcher = SharedMutex.open(lock, { create: false })
+  const token = watcher.state().fencingToken
+  watcher.close()
+  t.regex(table.stdout, new RegExp(`^fencing token +${token}$`, 'm'))
   const json = await cli(['inspect', lock, '--json'])
   t.is(json.status, 0)
   const state = JSON.parse(json.stdout)
   t.like(state, { path: lock, locked: true, abandoned: false, poisoned: false, owner: { pid: holder.pid } })
   t.is(typeof state.owner.since, 'string')
+  t.is(state.fencingToken, String(token), 'the token as a decimal string (it can exceed 2^53)')
   t.deepEqual(fs.readFileSync(lock), after, 'a second inspect changes nothing at all')
   t.is((await cli(['run', '-n', lock, '--', 'true'])).status, 75, 'the holder still holds it')
   await holder.release()

@@ -23,7 +23,10 @@ export async function example(path: string): Promise<number> {
   } catch (err) {
     if (err instanceof TimeoutError || err instanceof NotRecoverableError) console.error(err.code)
   }
+  const fenced: bigint = await mutex.withLock((g) => g.fencingToken)
   const state: MutexState = mutex.state()
+  const lastToken: bigint = state.fencingToken
+  if (lastToken < fenced) throw new Error('unreachable: state() reports the last token issued')
   const total = await mutex.withLock(async (g) => (g.ownerDied ? 0 : state.acquisitions))
   // @ts-expect-error the timeout is a number of milliseconds
   mutex.lockSync({ timeout: '1s' })

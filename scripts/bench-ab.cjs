@@ -1,106 +1,74 @@
-// A/B timing of two builds in one process, for a change to the fast path or the queue on a
-// machine too loaded for separate runs to compare: trials of each build alternate, so both see
-// the same load.
+// node scripts/bench-ab.cjs <dirA> [<dirB>]: the uncontended rows of `npm run bench` for two
+// builds of this package (B defaults to this checkout), for changes to the fast path, where a
+// few nanoseconds matter and separate runs on a shared machine differ by more.
 //
-//   node scripts/bench-ab.cjs snapshot <dir>      copy this checkout's built JS + addon to <dir>
-//   node scripts/bench-ab.cjs fast <dirA> <dirB>  tryLock()+release(), lockSync()+release()
-//   node scripts/bench-ab.cjs drain <n> <dirA> <dirB>  per-grant time draining n pending lock()
-//   node scripts/bench-ab.cjs open <n> <dirA> <dirB>   per-open time of n existing mutex files
+// Each build runs in its own child process (one JIT state each: in one process the two builds'
+// closures would share call-site feedback, and the one measured second was 1.3x slower than an
+// identical copy of itself). The parent asks them for one trial at a time, in the order
+// A B B A A B ..., so both see the same machine noise and neither always goes first.
 //
-// `fast` prints the minimum over 31 trials (on a shared machine, noise only adds time); `drain`
-// and `open` the median of 5 and 9 rounds.
+// A build directory needs the compiled package: index.js, native.js, errors.js, binding.js, the
+// .node addon and package.json (copy them from a checkout of the baseline after `npm run build`).
+// Prints the median (and the fastest) trial of each.
 'use strict'
+const { fork } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const ROOT = path.join(__dirname, '..')
-const FILES = ['index.js', 'errors.js', 'native.js', 'binding.js']
+const TRIALS = 10
+const ROWS = [
+  ['tryLock() + release()', 500_000],
+  ['lockSync() + release()', 500_000],
+  ['await lock() + release()', 200_000],
+]
 
-function snapshot(dir) {
-  fs.mkdirSync(dir, { recursive: true })
-  const addons = fs.readdirSync(ROOT).filter((f) => f.endsWith('.node'))
-  for (const f of [...FILES, ...addons]) fs.copyFileSync(path.join(ROOT, f), path.join(dir, f))
-  console.log(`snapshot of ${ROOT} in ${dir}`)
-}
-
-const load = () => os.loadavg()[0].toFixed(1)
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
-
-function fast(dirs) {
-  const builds = dirs.map((d) => ({ dir: d, api: require(path.resolve(d, 'index.js')), binding: require(path.resolve(d, 'binding.js')) }))
-  const n = 200_000
-  const time = (op) => {
+function child(dir) {
+  const { SharedMutex } = require(path.resolve(dir, 'index.js'))
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-bench-ab-'))
+  const m = SharedMutex.open(path.join(tmp, 'bench.lock'))
+  const ops = [() => m.tryLock().release(), () => m.lockSync().release(), async () => (await m.lock()).release()]
+  process.on('message', async ({ row }) => {
+    if (row < 0) {
+      m.close()
+      fs.rmSync(tmp, { recursive: true, force: true })
+      return process.disconnect()
+    }
+    const [, iterations] = ROWS[row]
+    const op = ops[row]
     const start = process.hrtime.bigint()
-    for (let i = 0; i < n; i++) op()
-    return Number(process.hrtime.bigint() - start) / n
-  }
-  const results = builds.map((b) => ({ ...b, mutex: b.api.SharedMutex.anonymous(), napi: [], tryPair: [], lockSyncPair: [] }))
-  for (let t = 0; t < 31; t++) {
-    for (const r of results) {
-      r.napi.push(time(() => {
-        r.binding.noopFast()
-        r.binding.noopFast()
-      }))
-      r.tryPair.push(time(() => r.mutex.tryLock().release()))
-      r.lockSyncPair.push(time(() => r.mutex.lockSync().release()))
-    }
-  }
-  console.log(`min of 31 trials x ${n}, load ${load()}:`)
-  for (const r of results) {
-    const napi = Math.min(...r.napi)
-    const tryPair = Math.min(...r.tryPair)
-    console.log(`  ${r.dir}: tryLock()+release() ${tryPair.toFixed(1)} ns (${(tryPair / napi).toFixed(2)}x two empty Node-API calls, ${napi.toFixed(1)} ns), lockSync()+release() ${Math.min(...r.lockSyncPair).toFixed(1)} ns`)
-  }
+    if (row === 2) for (let i = 0; i < iterations; i++) await op()
+    else for (let i = 0; i < iterations; i++) op()
+    process.send(Number(process.hrtime.bigint() - start) / iterations)
+  })
+  process.send('ready')
 }
 
-async function drain(n, dirs) {
-  const lockPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-ab-')), 'drain.lock')
-  const builds = dirs.map((d) => ({ dir: d, api: require(path.resolve(d, 'index.js')), perGrant: [] }))
-  for (let round = 0; round < 5; round++) {
-    for (const b of builds) {
-      const holder = b.api.SharedMutex.open(lockPath)
-      const mutex = b.api.SharedMutex.open(lockPath)
-      const held = holder.lockSync()
-      const all = []
-      for (let i = 0; i < n; i++) all.push(mutex.lock().then((g) => g.release()))
-      const start = process.hrtime.bigint()
-      held.release()
-      await Promise.all(all)
-      b.perGrant.push(Number(process.hrtime.bigint() - start) / n)
-      mutex.close()
-      holder.close()
+async function parent(dirA, dirB) {
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+  const builds = [dirA, dirB].map((dir) => {
+    const proc = fork(__filename, ['--child', dir])
+    let pending
+    proc.on('message', (m) => pending?.(m))
+    const next = () => new Promise((resolve) => (pending = resolve))
+    return { proc, ready: next(), trial: (row) => { const p = next(); proc.send({ row }); return p } }
+  })
+  await Promise.all(builds.map((b) => b.ready))
+  console.log(`A = ${path.resolve(dirA)}\nB = ${path.resolve(dirB)}\n(${os.cpus().length} x ${os.cpus()[0].model.trim()}, Node ${process.version}, ${TRIALS} trials each, alternated)`)
+  for (const [row, [name]] of ROWS.entries()) {
+    const times = [[], []]
+    for (let t = 0; t < TRIALS; t++) {
+      for (const i of t % 2 === 0 ? [0, 1] : [1, 0]) times[i].push(await builds[i].trial(row))
     }
+    const [a, b] = times.map(median)
+    const fastest = times.map((xs) => Math.min(...xs).toFixed(1))
+    console.log(`  ${name.padEnd(26)} A ${a.toFixed(1).padStart(7)} ns   B ${b.toFixed(1).padStart(7)} ns   B/A ${(b / a).toFixed(2)}   (fastest ${fastest[0]} / ${fastest[1]})`)
   }
-  console.log(`draining ${n} pending lock() calls, median of 5 rounds, load ${load()}:`)
-  for (const b of builds) console.log(`  ${b.dir}: ${(median(b.perGrant) / 1000).toFixed(2)} µs per grant`)
-  fs.rmSync(path.dirname(lockPath), { recursive: true, force: true })
+  for (const b of builds) b.proc.send({ row: -1 })
 }
 
-function open(n, dirs) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-ab-'))
-  const paths = Array.from({ length: n }, (_, i) => path.join(dir, `m${i}.lock`))
-  const builds = dirs.map((d) => ({ dir: d, api: require(path.resolve(d, 'index.js')), perOpen: [] }))
-  for (const p of paths) builds[0].api.SharedMutex.open(p).close() // create them once
-  for (let round = 0; round < 9; round++) {
-    for (const b of builds) {
-      const start = process.hrtime.bigint()
-      const handles = paths.map((p) => b.api.SharedMutex.open(p))
-      b.perOpen.push(Number(process.hrtime.bigint() - start) / n)
-      for (const h of handles) h.close()
-    }
-  }
-  console.log(`opening ${n} existing mutex files, median of 9 rounds, load ${load()}:`)
-  for (const b of builds) console.log(`  ${b.dir}: ${(median(b.perOpen) / 1000).toFixed(1)} µs per open`)
-  fs.rmSync(dir, { recursive: true, force: true })
-}
-
-const [what, ...args] = process.argv.slice(2)
-if (what === 'snapshot') snapshot(args[0])
-else if (what === 'fast') fast(args)
-else if (what === 'drain') drain(Number(args[0]), args.slice(1))
-else if (what === 'open') open(Number(args[0]), args.slice(1))
-else {
-  console.error('usage: bench-ab.cjs snapshot <dir> | fast <dirA> <dirB> | drain|open <n> <dirA> <dirB>')
+if (process.argv[2] === '--child') child(process.argv[3])
+else if (!process.argv[2]) {
+  console.error('usage: node scripts/bench-ab.cjs <dirA> [<dirB>]')
   process.exit(2)
-}
+} else parent(process.argv[2], process.argv[3] ?? path.join(__dirname, '..'))

@@ -2,7 +2,8 @@
 // libraries measured in the same run (medians of several trials; the machine may be shared, so
 // compare the ratios, and read the load averages printed at the start and the end).
 //
-//   uncontended sync and async pairs, with the peers (scripts/bench/peers.cjs)
+//   uncontended sync and async pairs, with the peers (scripts/bench/peers.cjs), and the cost of
+//   reading a guard's fencingToken (the bigint is built only when read)
 //   state() and isStale()
 //   two processes contending, sync and async (scripts/bench/contended.cjs)
 //   handoff latency between two processes (scripts/bench/handoff.cjs)
@@ -57,6 +58,14 @@ function uncontendedSync(mutex, peers, peerFile) {
   row('two empty Node-API calls (baseline)', duration(napiPair))
   row('robust-mutex tryLock() + release()', duration(tryPair), `${(tryPair / napiPair).toFixed(1)}x two Node-API calls`)
   row('robust-mutex lockSync() + release()', duration(lockSyncPair), `${(lockSyncPair / tryPair).toFixed(2)}x tryLock()+release()`)
+  let lastFence = 0n
+  const fencedPair = perOpSync(scaled(200_000), 15, () => {
+    const guard = mutex.tryLock()
+    lastFence = guard.fencingToken
+    guard.release()
+  })
+  if (lastFence !== mutex.state().fencingToken) throw new Error('the last fencing token read is not the last issued')
+  row('robust-mutex tryLock() + read fencingToken + release()', duration(fencedPair), `${(fencedPair / tryPair).toFixed(2)}x tryLock()+release()`)
   const fd = fs.openSync(peerFile, 'r+')
   for (const peer of peers) {
     if (peer.skipped) continue

@@ -29,11 +29,17 @@ export async function use(mutex: SharedMutex): Promise<MutexState> {
     if (guard.ownerDied) guard.markUnrecoverable()
   }
   const guard: LockGuard = await mutex.lock({ timeout: 100, signal: AbortSignal.timeout(1000) })
+  const fence: bigint = guard.fencingToken
+  // @ts-expect-error the fencing token is readonly
+  guard.fencingToken = fence + 1n
+  const last: bigint = mutex.state().fencingToken
+  const logged: string | undefined = mutex.state().toJSON?.().fencingToken
+  void logged
   guard.release()
   const value: number = await mutex.withLock(async (g) => (g.ownerDied ? 1 : 2))
   // @ts-expect-error the constructor is private
   new SharedMutex()
-  return { ...mutex.state(), acquisitions: value }
+  return { ...mutex.state(), acquisitions: value, fencingToken: last }
 }
 
 export const opened = SharedMutex.open(new URL('file:///tmp/x.lock'), { mode: 0o600, onOwnerDied: async () => {} })

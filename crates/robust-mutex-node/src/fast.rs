@@ -72,7 +72,7 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
     let [handle] = unsafe { args::<1>(env, info) };
     // SAFETY: as above.
     let handle = unsafe { number(env, handle) };
-    let result = guarded(|| handle_arg(handle).and_then(crate::mutex::try_lock));
+    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::try_lock(Env::from_raw(env), h)));
     match result {
         Ok(token) => {
             let mut out = ptr::null_mut();
@@ -108,12 +108,17 @@ unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_in
     ptr::null_mut()
 }
 
-/// Adds the raw fast-path functions to the module's exports.
+/// Adds the raw fast-path functions to the module's exports (and `fenceSlot`, the buffer
+/// through which every acquisition hands its fencing token over: see `fence.rs`).
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let functions: [(&str, Callback); 3] =
-        [("tryLockFast", try_lock_fast), ("releaseFast", release_fast), ("noopFast", noop_fast)];
+    let functions: [(&str, Callback); 4] = [
+        ("tryLockFast", try_lock_fast),
+        ("releaseFast", release_fast),
+        ("noopFast", noop_fast),
+        ("fenceSlot", crate::fence::fence_slot),
+    ];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();
         // SAFETY: a plain native function with no data; the name is passed with its length.

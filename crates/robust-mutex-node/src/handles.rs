@@ -39,9 +39,11 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// Records a lock this thread just acquired; returns its token.
+    /// Records a lock this thread just acquired; returns its token, and publishes its fencing
+    /// token for the caller to read (see `fence.rs`; `env` is the running callback's).
     #[inline]
-    pub(crate) fn hold(&mut self, acquisition: RawAcquisition) -> f64 {
+    pub(crate) fn hold(&mut self, env: napi::sys::napi_env, acquisition: RawAcquisition) -> f64 {
+        crate::fence::publish(env, acquisition.fencing_token());
         self.next_id += 1;
         let token = Token { id: self.next_id, owner_died: acquisition.owner_died() };
         self.held.push(Held { id: self.next_id, acquisition });

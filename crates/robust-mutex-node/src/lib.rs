@@ -10,6 +10,7 @@
 mod env_state;
 mod errors;
 mod fast;
+mod fence;
 mod handles;
 mod mutex;
 mod os;

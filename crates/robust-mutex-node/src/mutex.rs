@@ -83,6 +83,8 @@ pub struct NativeState {
     pub contended: f64,
     /// Acquisitions that found the holder dead.
     pub owner_deaths: f64,
+    /// The last fencing token issued.
+    pub fencing_token: BigInt,
 }
 
 /// A cancellation handle for one native watch.
@@ -250,18 +252,18 @@ pub fn fd_of(handle: u32) -> Result<i32> {
 /// The fast path: one trylock on the calling JS thread. Returns a lock token, or 0 when held
 /// elsewhere; throws EDEADLK when this thread holds it. (`tryLockFast` is its raw twin.)
 #[napi(catch_unwind)]
-pub fn try_lock(handle: u32) -> Result<f64> {
+pub fn try_lock(env: Env, handle: u32) -> Result<f64> {
     with_handle(handle, |h| match h.mutex.try_acquire_raw().map_err(to_napi)? {
-        Some(held) => Ok(h.hold(held)),
+        Some(held) => Ok(h.hold(env.raw(), held)),
         None => Ok(0.0),
     })
 }
 
 /// `tryLock` after a watch: counts as contended and keeps other sleepers wakeable.
 #[napi(catch_unwind)]
-pub fn try_lock_after_wait(handle: u32) -> Result<f64> {
+pub fn try_lock_after_wait(env: Env, handle: u32) -> Result<f64> {
     with_handle(handle, |h| match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
-        Some(held) => Ok(h.hold(held)),
+        Some(held) => Ok(h.hold(env.raw(), held)),
         None => Ok(0.0),
     })
 }
@@ -280,7 +282,7 @@ pub fn lock_sync(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<f64> 
             unsafe { h.mutex.hand_back_raw(held) }.map_err(to_napi)?;
             return Err(terminating());
         }
-        Ok(h.hold(held))
+        Ok(h.hold(env.raw(), held))
     })
 }
 
@@ -325,6 +327,7 @@ pub fn state(handle: u32) -> Result<NativeState> {
             acquisitions: s.acquisitions as f64,
             contended: s.contended as f64,
             owner_deaths: s.owner_deaths as f64,
+            fencing_token: BigInt::from(s.fencing_token),
         })
     })
 }

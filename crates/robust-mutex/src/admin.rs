@@ -38,6 +38,7 @@ impl Inner {
             let state = if abandoned { State::Abandoned } else { State::Ready };
             header.state.store(state as u32, Ordering::Release);
             header.generation.fetch_add(1, Ordering::Relaxed);
+            crate::fencing::raise(&header.fencing_token);
         })
     }
 }

@@ -295,6 +295,7 @@ fn initialise(fd: BorrowedFd<'_>, ours: &Identity, generation: u64) -> Result<()
     unsafe { map.raw_mutex().init() }.map_err(|e| Error::os("pthread_mutex_init", None, e))?;
     let shared = map.header();
     shared.generation.store(generation, Ordering::Relaxed);
+    shared.fencing_token.store(crate::fencing::seed(), Ordering::Relaxed);
     shared.state.store(State::Ready as u32, Ordering::Release);
     // SAFETY: as above.
     unsafe { header::write_boot_id(map.as_ptr(), ours) };
@@ -349,6 +350,8 @@ pub(crate) fn reinitialise(fd: BorrowedFd<'_>, ours: &Identity, why: Reinit) -> 
     }
     shared.owner_since_ns.store(0, Ordering::Relaxed);
     shared.owner_pid_namespace.store(0, Ordering::Relaxed);
+    // Tokens go on from where they were (never back), caught up with the wall clock.
+    crate::fencing::raise(&shared.fencing_token);
     if why == Reinit::Reboot {
         // SAFETY: every cooperating user is excluded by LOCK_EX (caller's contract).
         unsafe { header::write_identity(map.as_ptr(), ours) };

@@ -24,13 +24,15 @@ pub(crate) struct Acquisition {
     pub dead_owner: Option<Box<crate::state::OwnerInfo>>,
     /// The process that acquired it: a copy of the guard in a `fork()` child must not release.
     pub pid: i32,
+    /// This acquisition's fencing token (see `fencing.rs`), set by the backend's admission.
+    pub fencing_token: u64,
 }
 
 #[cfg_attr(not(supported), allow(dead_code))]
 impl Acquisition {
     #[inline]
     pub(crate) fn new(owner_died: bool, pid: i32) -> Acquisition {
-        Acquisition { owner_died, inconsistent: owner_died, poison: false, dead_owner: None, pid }
+        Acquisition { owner_died, inconsistent: owner_died, poison: false, dead_owner: None, pid, fencing_token: 0 }
     }
 }
 
@@ -107,6 +109,51 @@ macro_rules! guard_methods {
         /// ```
         pub fn dead_owner(&self) -> Option<crate::state::OwnerInfo> {
             self.acq.dead_owner.as_deref().copied()
+        }
+
+        /// This acquisition's fencing token: strictly greater than every token issued before
+        /// it for this mutex file, in any process, across owner deaths, resets and
+        /// re-initialisations (never issued twice). Pass it along with every write to what the
+        /// lock protects, and have that store refuse a write whose token is lower than the
+        /// highest it has seen: a holder that lost the lock without knowing (paused, or
+        /// presumed dead) is then fenced off.
+        ///
+        /// Tokens start near the wall clock in nanoseconds since the Unix epoch when a file is
+        /// created, so a file destroyed and created again starts above the old one's tokens
+        /// (unless the clock was stepped back in between).
+        ///
+        /// ```
+        /// use robust_mutex::SharedMutex;
+        ///
+        /// /// A store that refuses writes whose fencing token is not newer than the last it accepted.
+        /// struct FencedStore { highest: u64, value: String }
+        ///
+        /// impl FencedStore {
+        ///     fn write(&mut self, token: u64, value: &str) -> Result<(), String> {
+        ///         if token <= self.highest {
+        ///             return Err(format!("stale fencing token {token}"));
+        ///         }
+        ///         (self.highest, self.value) = (token, value.to_owned());
+        ///         Ok(())
+        ///     }
+        /// }
+        ///
+        /// fn fenced(mutex: &SharedMutex, store: &mut FencedStore) -> Result<(), robust_mutex::Error> {
+        ///     let late = mutex.lock()?.fencing_token(); // a write prepared under a hold that has ended
+        ///     let guard = mutex.lock()?;
+        ///     store.write(guard.fencing_token(), "current").unwrap();
+        ///     assert!(store.write(late, "stale").is_err()); // refused downstream
+        ///     Ok(())
+        /// }
+        /// # let mutex = SharedMutex::anonymous()?;
+        /// # let mut store = FencedStore { highest: 0, value: String::new() };
+        /// # fenced(&mutex, &mut store)?;
+        /// # assert_eq!(store.value, "current");
+        /// # assert_eq!(mutex.state().fencing_token, store.highest);
+        /// # Ok::<(), robust_mutex::Error>(())
+        /// ```
+        pub fn fencing_token(&self) -> u64 {
+            self.acq.fencing_token
         }
 
         /// Declares the protected state unrecoverable. When this guard is released the mutex is

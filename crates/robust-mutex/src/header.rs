@@ -19,7 +19,12 @@
 //!            written by the holder with its pid and tid (atomic)
 //! 136     4  pending owner death: an owner death seen by an acquire that was refused (the
 //!            mutex was poisoned), to be reported once the poison is reset (atomic)
-//! 140    52  reserved
+//! 140     4  reserved
+//! 144     8  fencing token: the last one issued, written by the holder (atomic; see
+//!            `fencing.rs`). Seeded from the wall clock at creation, raised to it by resets and
+//!            re-initialisations. Files made by builds without tokens hold 0 here,
+//!            which means "never seeded": the next token starts from the wall clock.
+//! 152    40  reserved
 //! 192     -  pthread_mutex_t (robust, process-shared, error-checking)
 //! ```
 //!
@@ -29,6 +34,11 @@
 //! leaves a file that the next opener re-initialises again). Every field is read through
 //! atomics, because another process may write any byte of a mapped page. Integers are native-endian: the ABI tag records the
 //! endianness, so a foreign file is refused before any integer is trusted.
+//!
+//! The format version stays 1 across additions made in reserved bytes that read as zero in
+//! older files and that older builds leave alone (the fencing token): old and new builds can
+//! then keep sharing one file, which a version bump would forbid. A change that an older build
+//! would misread, or break by writing, needs a new version.
 
 use std::fmt;
 use std::mem::{offset_of, size_of};
@@ -302,6 +312,8 @@ pub(crate) struct Shared {
     pub last_owner_death_ns: AtomicU64,
     pub owner_pid_namespace: AtomicU64,
     pub pending_owner_death: AtomicU32,
+    _reserved: AtomicU32,
+    pub fencing_token: AtomicU64,
 }
 
 const _: () = {
@@ -313,6 +325,7 @@ const _: () = {
     assert!(offset_of!(Shared, last_owner_death_ns) == 120);
     assert!(offset_of!(Shared, owner_pid_namespace) == 128);
     assert!(offset_of!(Shared, pending_owner_death) == 136);
+    assert!(offset_of!(Shared, fencing_token) == 144);
     assert!(size_of::<Shared>() <= MUTEX_OFFSET);
     assert!(MUTEX_OFFSET % 64 == 0);
     assert!(MUTEX_OFFSET + size_of::<libc::pthread_mutex_t>() <= FILE_SIZE);

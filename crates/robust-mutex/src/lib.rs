@@ -46,6 +46,7 @@ mod cancel;
 #[cfg(unix)]
 mod errno_names;
 mod error;
+mod fencing;
 mod guard;
 mod handle;
 mod lifecycle;

@@ -201,6 +201,7 @@ impl Inner {
         header.owner_pid_namespace.store(sys::pid_namespace_id(), Ordering::Relaxed);
         // A waiter's stamp of the previous holder's time can land after that holder's release.
         header.owner_since_ns.store(0, Ordering::Relaxed);
+        acq.fencing_token = crate::fencing::issue(&header.fencing_token);
         header::Shared::bump(&header.acquisitions);
         if contended {
             header::Shared::bump(&header.contended);
@@ -415,6 +416,7 @@ impl Inner {
             acquisitions: header.acquisitions.load(Ordering::Relaxed),
             contended: header.contended.load(Ordering::Relaxed),
             owner_deaths: header.owner_deaths.load(Ordering::Relaxed),
+            fencing_token: header.fencing_token.load(Ordering::Relaxed),
         }
     }
 

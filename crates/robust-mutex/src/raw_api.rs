@@ -60,6 +60,21 @@ impl RawAcquisition {
         self.acq.dead_owner.as_deref().copied()
     }
 
+    /// This acquisition's fencing token (see [`MutexGuard::fencing_token`]).
+    ///
+    /// [`MutexGuard::fencing_token`]: crate::MutexGuard::fencing_token
+    ///
+    /// ```
+    /// # let mutex = robust_mutex::SharedMutex::anonymous()?;
+    /// let held = mutex.try_acquire_raw()?.unwrap();
+    /// assert_eq!(held.fencing_token(), mutex.state().fencing_token);
+    /// # unsafe { mutex.release_raw(held) }?;
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn fencing_token(&self) -> u64 {
+        self.acq.fencing_token
+    }
+
     /// Poison the mutex when this acquisition is released.
     ///
     /// ```

@@ -36,6 +36,9 @@ pub struct MutexState {
     pub contended: u64,
     /// Acquisitions that found the previous holder dead.
     pub owner_deaths: u64,
+    /// The last fencing token issued (the current holder's while locked); the next acquisition
+    /// gets a greater one. See [`MutexGuard::fencing_token`](crate::MutexGuard::fencing_token).
+    pub fencing_token: u64,
 }
 
 /// Who holds (or last held) a mutex.

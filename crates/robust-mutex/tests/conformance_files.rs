@@ -128,7 +128,8 @@ fn c23_file_from_a_previous_boot_is_reinitialised_on_open() {
         let path = dir.join(case.name);
         let original = {
             let mutex = SharedMutex::open(&path).unwrap();
-            (dev_ino(&mutex), mutex.state().generation)
+            drop(mutex.lock().unwrap());
+            (dev_ino(&mutex), mutex.state().generation, mutex.state().fencing_token)
         };
         write_u32(&path, LOCK_WORD, case.lock_word);
         if cfg!(target_env = "gnu") && case.lock_word & 0x3fff_ffff != 0 {
@@ -178,6 +179,7 @@ fn c23_file_from_a_previous_boot_is_reinitialised_on_open() {
         let guard = mutex.lock_timeout(PROMPT).unwrap_or_else(|e| panic!("{}: {e:?}", case.name));
         assert_eq!(guard.owner_died(), case.expect_died, "{}", case.name);
         assert!(guard.dead_owner().is_none(), "{}: no holder of this boot recorded itself", case.name);
+        assert!(guard.fencing_token() > original.2, "{}: tokens go on above the last one of the old boot", case.name);
         drop(guard);
         let again = mutex.lock().unwrap();
         assert!(!again.owner_died(), "{}", case.name);

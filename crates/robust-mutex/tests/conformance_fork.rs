@@ -204,6 +204,8 @@ impl Drop for SharedPage {
 // Words of the shared page.
 const COUNTER: usize = 0;
 const INSIDE: usize = 1;
+/// The fencing token of the last acquisition, in the order the lock was taken.
+const LAST_TOKEN: usize = 2;
 /// 32-bit word index of the start gate (byte 64).
 const GATE: usize = 16;
 
@@ -217,7 +219,8 @@ fn futex(word: &AtomicU32, op: libc::c_int, value: u32) {
 
 /// A counting child: waits at the gate, then adds one `INCREMENTS` times under the lock with a
 /// separate load and store (concurrent holders would lose updates) and checks nobody else is
-/// inside. Returns 0, or the number of the failed check.
+/// inside and that its fencing token is greater than the previous holder's. Returns 0, or the
+/// number of the failed check.
 fn count(mutex: &SharedMutex, page: &SharedPage) -> i32 {
     let gate = page.u32_at(GATE);
     while gate.load(Ordering::Acquire) == 0 {
@@ -231,6 +234,10 @@ fn count(mutex: &SharedMutex, page: &SharedPage) -> i32 {
         if page.u64_at(INSIDE).swap(1, Ordering::Relaxed) != 0 {
             return 12;
         }
+        if guard.fencing_token() <= page.u64_at(LAST_TOKEN).load(Ordering::Relaxed) {
+            return 13;
+        }
+        page.u64_at(LAST_TOKEN).store(guard.fencing_token(), Ordering::Relaxed);
         let value = page.u64_at(COUNTER).load(Ordering::Relaxed);
         if i % 512 == 0 {
             // Give the scheduler a chance to run someone else inside the critical section.
@@ -246,8 +253,9 @@ fn count(mutex: &SharedMutex, page: &SharedPage) -> i32 {
 
 /// The bakery seed's use case: 16 processes forked from this one share one
 /// `SharedMutex::anonymous()` and each add 10,000 to a counter in shared memory under the lock;
-/// the total must be exactly 160,000, nobody may ever be inside with someone else, and the
-/// mutex must have counted exactly 160,000 acquisitions.
+/// the total must be exactly 160,000, nobody may ever be inside with someone else, the
+/// mutex must have counted exactly 160,000 acquisitions, and their fencing tokens must have
+/// increased in the order the lock was taken (160,000 of them, one each).
 #[test]
 #[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again")]
 fn sixteen_forked_processes_count_to_160000_under_an_anonymous_mutex() {
@@ -257,6 +265,8 @@ fn sixteen_forked_processes_count_to_160000_under_an_anonymous_mutex() {
     // Lock once before forking, so the fork handling of the crate's cached ids is exercised.
     drop(mutex.lock().unwrap());
     let before = mutex.state().acquisitions;
+    let token_before = mutex.state().fencing_token;
+    page.u64_at(LAST_TOKEN).store(token_before, Ordering::Relaxed);
 
     let mut children = Vec::new();
     for _ in 0..PROCESSES {
@@ -282,6 +292,8 @@ fn sixteen_forked_processes_count_to_160000_under_an_anonymous_mutex() {
     assert_eq!(page.u64_at(COUNTER).load(Ordering::Relaxed), PROCESSES as u64 * INCREMENTS);
     let state = mutex.state();
     assert_eq!(state.acquisitions - before, PROCESSES as u64 * INCREMENTS, "{state:?}");
+    assert_eq!(state.fencing_token, page.u64_at(LAST_TOKEN).load(Ordering::Relaxed), "{state:?}");
+    assert_eq!(state.fencing_token - token_before, PROCESSES as u64 * INCREMENTS, "one token per acquisition");
     assert!(!state.locked && state.owner_deaths == 0 && !state.poisoned, "{state:?}");
 }
 

@@ -76,6 +76,7 @@ fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
     let dir = TempDir::new("notrecoverable");
     let path = dir.join("lock");
     let mutex = SharedMutex::open(&path).expect("create");
+    let token_before = mutex.lock().expect("lock").fencing_token();
     let codes = make_not_recoverable(&mutex);
     assert_eq!(codes, ["ENOTRECOVERABLE"; 3], "try_lock, try_lock again, lock_timeout in the C user's thread");
     // That thread has exited: nothing may be left locked by it.
@@ -104,6 +105,7 @@ fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
     let mutex = SharedMutex::open(&path).expect("open");
     let guard = mutex.lock_timeout(PROMPT).expect("usable again after reset");
     assert!(!guard.owner_died(), "the C user declared it unrecoverable; reset is the repair");
+    assert!(guard.fencing_token() > token_before, "the re-initialisation kept the tokens going up");
     drop(guard);
     assert_eq!(mutex.state().generation, generation_before + 1);
     drop(mutex);

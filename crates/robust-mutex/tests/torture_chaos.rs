@@ -10,7 +10,8 @@
 //!
 //! Workers acquire with `lock_timeout`, `lock` or a `try_lock` loop (by slot). Every acquire
 //! checks: the holder slot is empty (or names the dead owner), an intent or an unfinished repair
-//! is only ever found with `owner_died`, and total == sum(done). A worker that sees a violation
+//! is only ever found with `owner_died`, total == sum(done), and the fencing token is greater
+//! than the previous acquirer's (killed or not). A worker that sees a violation
 //! exits with a code naming it, which fails the test. Killed workers are respawned and resume
 //! from their done count. At the end total == sum(done) == 8 x target.
 //!
@@ -57,6 +58,8 @@ const HALF_DONE_REPAIRED: usize = 16;
 const DEATHS_IN_REPAIR: usize = 17;
 /// Next free entry of the graveyard ring (written only by the test process).
 const GRAVE_NEXT: usize = 18;
+/// The fencing token of the last acquirer, in the order the lock was taken.
+const LAST_TOKEN: usize = 19;
 /// The graveyard: a ring of the pids the test process killed, each written before its kill.
 const GRAVEYARD: usize = 64;
 const GRAVEYARD_LEN: usize = 256;
@@ -71,6 +74,7 @@ const EXIT_LOCK_ERROR: i32 = 24;
 const EXIT_OPEN_ERROR: i32 = 25;
 const EXIT_HOLDER_OVERWRITTEN: i32 = 26;
 const EXIT_HOLDER_ALIVE: i32 = 27;
+const EXIT_TOKEN_NOT_INCREASING: i32 = 28;
 
 fn exit_meaning(code: i32) -> &'static str {
     match code {
@@ -82,6 +86,7 @@ fn exit_meaning(code: i32) -> &'static str {
         EXIT_OPEN_ERROR => "open failed",
         EXIT_HOLDER_OVERWRITTEN => "another process wrote the holder slot during a critical section",
         EXIT_HOLDER_ALIVE => "owner_died, but the holder slot names a process that was never killed",
+        EXIT_TOKEN_NOT_INCREASING => "a fencing token was not greater than the previous acquirer's",
         _ => "unexpected exit code",
     }
 }
@@ -116,6 +121,13 @@ fn spin(micros: u64) {
 /// invariants, repairs after an owner death, and claims the holder slot. `Err(code)` names the
 /// broken invariant.
 fn enter(data: &DataPage, guard: &MutexGuard<'_>, me: u64) -> Result<(), i32> {
+    // Across SIGKILLed holders and killed repairs too, tokens increase in acquisition order.
+    let last_token = word(data, LAST_TOKEN);
+    if guard.fencing_token() <= last_token {
+        eprintln!("fencing token {} after {last_token}", guard.fencing_token());
+        return Err(EXIT_TOKEN_NOT_INCREASING);
+    }
+    set(data, LAST_TOKEN, guard.fencing_token());
     let holder = word(data, HOLDER);
     if guard.owner_died() {
         set(data, OWNER_DIED_SEEN, word(data, OWNER_DIED_SEEN) + 1);

@@ -44,8 +44,8 @@ fn helper_entry() {
     match role.as_str() {
         // Holds until killed.
         "hold" => {
-            let _guard = mutex.lock().expect("lock");
-            say(&format!("locked pid={}", std::process::id()));
+            let guard = mutex.lock().expect("lock");
+            say(&format!("locked pid={} token={}", std::process::id(), guard.fencing_token()));
             std::thread::sleep(Duration::from_secs(120));
         }
         // A thread locks and ends holding; the process lives on until killed.
@@ -65,8 +65,9 @@ fn helper_entry() {
         "poison" => {
             let mut guard = mutex.lock().expect("lock");
             guard.poison();
+            let token = guard.fencing_token();
             guard.release().expect("release");
-            say("poisoned");
+            say(&format!("poisoned token={token}"));
         }
         other => panic!("unknown role {other}"),
     }
@@ -284,4 +285,45 @@ fn a_holder_that_exits_holding_is_an_owner_death() {
     let guard = mutex.lock_timeout(PROMPT).expect("abandoned at exit");
     assert!(guard.owner_died());
     assert_eq!(guard.dead_owner().map(|d| d.pid), Some(pid));
+}
+
+/// The `token=` of a helper's line.
+fn token_of(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("token="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no token in {line:?}"))
+}
+
+/// Fencing tokens strictly increase across processes, a killed holder, a poison and its reset,
+/// and a file destroyed and created again at the same path.
+#[test]
+fn fencing_tokens_increase_across_processes_deaths_resets_and_recreation() {
+    let path = temp_path("fencing");
+    let mutex = SharedMutex::open(&path).unwrap();
+    let first = mutex.lock().unwrap().fencing_token();
+    let mut holder = Helper::spawn("hold", &path);
+    let dead = token_of(&holder.expect("locked"));
+    assert!(dead > first, "{dead} after {first}");
+    holder.kill();
+    assert_eq!(mutex.state().fencing_token, dead, "state() reports the last token issued");
+    let guard = mutex.lock().unwrap();
+    assert!(guard.owner_died());
+    let after_death = guard.fencing_token();
+    assert!(after_death > dead, "{after_death} after the killed holder's {dead}");
+    drop(guard);
+
+    let mut poisoner = Helper::spawn("poison", &path);
+    let poisoned = token_of(&poisoner.expect("poisoned"));
+    poisoner.child.wait().unwrap();
+    assert!(poisoned > after_death);
+    SharedMutex::reset(&path).unwrap();
+    let after_reset = mutex.lock().unwrap().fencing_token();
+    assert!(after_reset > poisoned, "{after_reset} after the reset of {poisoned}");
+    drop(mutex);
+
+    SharedMutex::destroy(&path).unwrap();
+    let recreated = SharedMutex::open(&path).unwrap();
+    let fresh = recreated.lock().unwrap().fencing_token();
+    assert!(fresh > after_reset, "the re-created file's {fresh} is above the old file's {after_reset}");
 }

@@ -13,6 +13,10 @@
 //! | 32 | owner pid, owner tid (i32 each) |
 //! | 40 | owner since, ns since the epoch (u64) |
 //! | 48 | acquisitions, contended, owner deaths, last owner death ns (u64 each) |
+//! | 80 | fencing token: the last one issued (u64; see `crate::fencing`; 0 in files made by builds without tokens: never seeded, the next token starts from the clock) |
+//!
+//! The format version stays 1 across additions in bytes that older files hold as zero and older
+//! builds leave alone (the fencing token), so that old and new builds keep sharing a file.
 
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -60,6 +64,7 @@ pub(crate) struct Shared {
     pub contended: AtomicU64,
     pub owner_deaths: AtomicU64,
     pub last_owner_death_ns: AtomicU64,
+    pub fencing_token: AtomicU64,
 }
 
 const _: () = {
@@ -69,6 +74,7 @@ const _: () = {
     assert!(offset_of!(Shared, owner_pid) == 32);
     assert!(offset_of!(Shared, owner_since_ns) == 40);
     assert!(offset_of!(Shared, last_owner_death_ns) == 72);
+    assert!(offset_of!(Shared, fencing_token) == 80);
     assert!(size_of::<Shared>() <= FILE_SIZE);
 };
 
@@ -83,7 +89,8 @@ impl Shared {
     }
 }
 
-/// The bytes of a new file: the header of a READY mutex of generation 1, then zeros.
+/// The bytes of a new file: the header of a READY mutex of generation 1 whose fencing tokens
+/// start at the wall clock, then zeros.
 pub(crate) fn initial_page() -> Vec<u8> {
     let mut page = vec![0u8; FILE_SIZE];
     page[0..8].copy_from_slice(&MAGIC);
@@ -91,6 +98,7 @@ pub(crate) fn initial_page() -> Vec<u8> {
     page[12..16].copy_from_slice(&BYTE_ORDER_MARK.to_ne_bytes());
     page[16..20].copy_from_slice(&(State::Ready as u32).to_ne_bytes());
     page[24..32].copy_from_slice(&1u64.to_ne_bytes());
+    page[80..88].copy_from_slice(&crate::fencing::seed().to_ne_bytes());
     page
 }
 

@@ -257,6 +257,7 @@ impl Inner {
         header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(os::tid(), Ordering::Relaxed);
         header.owner_since_ns.store(os::realtime_ns(), Ordering::Relaxed);
+        acq.fencing_token = crate::fencing::issue(&header.fencing_token);
         Shared::bump(&header.acquisitions);
         if contended {
             Shared::bump(&header.contended);
@@ -373,6 +374,7 @@ impl Inner {
             acquisitions: header.acquisitions.load(Ordering::Relaxed),
             contended: header.contended.load(Ordering::Relaxed),
             owner_deaths: header.owner_deaths.load(Ordering::Relaxed),
+            fencing_token: header.fencing_token.load(Ordering::Relaxed),
         }
     }
 
@@ -392,6 +394,7 @@ impl Inner {
         if !retired {
             header.state.store(State::Ready as u32, Ordering::Release);
             header.generation.fetch_add(1, Ordering::Relaxed);
+            crate::fencing::raise(&header.fencing_token);
         }
         self.unlock_both()?;
         if retired {

@@ -13,6 +13,10 @@
 //! | 32 | owner pid, owner tid (u32 each) |
 //! | 40 | owner since, ns since the epoch (u64) |
 //! | 48 | acquisitions, contended, owner deaths (u64 each) |
+//! | 72 | fencing token: the last one issued (u64; see `crate::fencing`; 0 in files made by builds without tokens: never seeded, the next token starts from the clock) |
+//!
+//! The format version stays 1 across additions in bytes that older files hold as zero and older
+//! builds leave alone (the fencing token), so that old and new builds keep sharing a file.
 
 use std::fs::File;
 use std::os::windows::fs::FileExt;
@@ -23,7 +27,7 @@ pub(crate) const FILE_SIZE: usize = 4096;
 pub(crate) const MAGIC: [u8; 8] = *b"RMWINMX\0";
 const FORMAT_VERSION: u32 = 1;
 const BYTE_ORDER_MARK: u32 = 0x0102_0304;
-const LEN: usize = 72;
+const LEN: usize = 80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -45,6 +49,7 @@ pub(crate) struct Header {
     pub acquisitions: u64,
     pub contended: u64,
     pub owner_deaths: u64,
+    pub fencing_token: u64,
 }
 
 impl Header {
@@ -70,7 +75,8 @@ fn io(op: &'static str, e: std::io::Error) -> Error {
     Error::Os { op, path: None, errno: e.raw_os_error().unwrap_or(0) }
 }
 
-/// The bytes of a new file: a READY mutex of generation 1.
+/// The bytes of a new file: a READY mutex of generation 1 whose fencing tokens start at the
+/// wall clock.
 pub(crate) fn initial_page() -> Vec<u8> {
     let mut page = vec![0u8; FILE_SIZE];
     page[0..8].copy_from_slice(&MAGIC);
@@ -78,6 +84,7 @@ pub(crate) fn initial_page() -> Vec<u8> {
     page[12..16].copy_from_slice(&BYTE_ORDER_MARK.to_ne_bytes());
     page[16..20].copy_from_slice(&(State::Ready as u32).to_ne_bytes());
     page[24..32].copy_from_slice(&1u64.to_ne_bytes());
+    page[72..80].copy_from_slice(&crate::fencing::seed().to_ne_bytes());
     page
 }
 
@@ -114,6 +121,7 @@ fn decode(b: &[u8; LEN]) -> Header {
         acquisitions: u64_at(b, 48),
         contended: u64_at(b, 56),
         owner_deaths: u64_at(b, 64),
+        fencing_token: u64_at(b, 72),
     }
 }
 
@@ -136,5 +144,6 @@ pub(crate) fn write(file: &File, h: &Header) -> Result<(), Error> {
     b[32..40].copy_from_slice(&h.acquisitions.to_ne_bytes());
     b[40..48].copy_from_slice(&h.contended.to_ne_bytes());
     b[48..56].copy_from_slice(&h.owner_deaths.to_ne_bytes());
+    b[56..64].copy_from_slice(&h.fencing_token.to_ne_bytes());
     file.seek_write(&b, 16).map_err(|e| io("write", e)).map(drop)
 }

@@ -260,6 +260,8 @@ impl Inner {
         // SAFETY: no preconditions.
         h.owner_tid = unsafe { GetCurrentThreadId() };
         h.owner_since_ns = now_ns();
+        h.fencing_token = crate::fencing::next(h.fencing_token);
+        acq.fencing_token = h.fencing_token;
         h.acquisitions += 1;
         if contended {
             h.contended += 1;
@@ -355,6 +357,7 @@ impl Inner {
             acquisitions: h.acquisitions,
             contended: h.contended,
             owner_deaths: h.owner_deaths,
+            fencing_token: h.fencing_token,
         }
     }
 
@@ -382,6 +385,7 @@ impl Inner {
             }
             h.state = State::Ready as u32;
             h.generation += 1;
+            h.fencing_token = crate::fencing::reseed(h.fencing_token);
             if abandoned {
                 h.pending_death = 1;
             }

@@ -379,15 +379,22 @@ impl Mode {
     }
 }
 
-/// The report of an acquisition: `died=<bool> dead_pid=<pid or 0> dead_tid=<tid or 0>`.
+/// The report of an acquisition: `died=<bool> dead_pid=<pid or 0> dead_tid=<tid or 0>
+/// token=<fencing token>`.
 pub fn describe(guard: &MutexGuard<'_>) -> String {
     let dead = guard.dead_owner();
     format!(
-        "died={} dead_pid={} dead_tid={}",
+        "died={} dead_pid={} dead_tid={} token={}",
         guard.owner_died(),
         dead.map_or(0, |d| d.pid),
-        dead.map_or(0, |d| d.tid)
+        dead.map_or(0, |d| d.tid),
+        guard.fencing_token()
     )
+}
+
+/// `key=value` of a helper's line parsed as an unsigned 64-bit number (a fencing token).
+pub fn u64_field(line: &str, key: &str) -> u64 {
+    field(line, key).parse().unwrap_or_else(|_| panic!("{key}= is not a u64 in {line:?}"))
 }
 
 fn common_role(role: &str, args: &[String]) -> i32 {
