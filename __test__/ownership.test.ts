@@ -64,7 +64,7 @@ test.serial('#1 worker.terminate() while its lock() waits never leaves the lock 
   for (let round = 0; round < 20; round++) {
     const guard = mutex.lockSync()
     const { worker, next } = startWorker(lockPath, 'lock')
-    t.is(await within(10_000, next(), 'worker start'), 'waiting')
+    t.is(await within(30_000, next(), 'worker start'), 'waiting')
     await sleep(20 + (round % 5) * 10)
     const terminated = worker.terminate()
     guard.release() // freed within the worker's current wait slice
@@ -221,7 +221,7 @@ test.serial('#9 a worker terminated holding a contended lock leaves nothing open
   const mutex = SharedMutex.open(lockPath)
   const guard = mutex.lockSync()
   const { worker, next } = startWorker(lockPath, 'lock')
-  t.is(await within(10_000, next(), 'worker start'), 'waiting')
+  t.is(await within(30_000, next(), 'worker start'), 'waiting')
   await sleep(30)
   guard.release()
   t.is(await within(10_000, next(), 'worker locking'), 'locked ownerDied=false')
@@ -286,7 +286,7 @@ test.serial('#11 worker.terminate() interrupts lockSync(); the next locker is no
   const mutex = SharedMutex.open(lockPath)
   const guard = mutex.lockSync()
   const { worker, next } = startWorker(lockPath, 'lockSync')
-  t.is(await within(10_000, next(), 'worker start'), 'waiting')
+  t.is(await within(30_000, next(), 'worker start'), 'waiting')
   await sleep(50)
   await within(2_000, worker.terminate(), 'terminating a worker blocked in lockSync()')
   guard.release()
