@@ -151,7 +151,10 @@ BEGIN
   END IF;
   -- Held from here on. An error below leaves the session lock held (session locks ignore
   -- rollback): the client then closes this connection.
-  SELECT m.state INTO v_state FROM robust_mutex.mutexes m WHERE m.name = p_name;
+  -- FOR UPDATE: the previous holder gives the advisory lock back inside its release statement,
+  -- before that statement commits; the row lock waits for that commit and reads its result
+  -- (a plain read would still see 'held' and report a false owner death).
+  SELECT m.state INTO v_state FROM robust_mutex.mutexes m WHERE m.name = p_name FOR UPDATE;
   IF NOT FOUND THEN
     INSERT INTO robust_mutex.mutexes (name, lock_key, state, fencing_token, holder_host, holder_pid, since)
       VALUES (p_name, p_key, 'held', 1, p_host, p_pid, now());
@@ -660,9 +663,20 @@ export class PgMutex {
       // mutex stays abandoned for the next holder), then close the session for good measure
       // (a late cancel must not strike another query on it).
       await canceled
-      await client
-        .query('SELECT robust_mutex.release_v1($1, $2, $3, $4)', [this.#key, this.name, token!.toString(), outcome === 'held' ? 'held' : 'released'])
-        .catch(() => {})
+      // The server has signalled the backend by now, but the signal may still strike the next
+      // statement: a throwaway one first, and the release retried once (one cancel request
+      // cancels at most one statement).
+      const retryCanceled = async (text: string, values?: unknown[]) => {
+        try {
+          await client.query(text, values)
+        } catch (err) {
+          if (sqlState(err) !== QUERY_CANCELED) throw err
+          await client.query(text, values)
+        }
+      }
+      await retryCanceled('SELECT 1')
+        .then(() => retryCanceled('SELECT robust_mutex.release_v1($1, $2, $3, $4)', [this.#key, this.name, token!.toString(), outcome === 'held' ? 'held' : 'released']))
+        .catch(() => {}) // a broken connection: closing it below drops the lock all the same
       give(true)
       throw new AbortError('The lock wait was aborted', { cause: signal!.reason })
     }
