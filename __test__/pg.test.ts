@@ -404,7 +404,7 @@ test('fencing tokens strictly increase across processes, handles and resets', as
     child.proc.stdin!.end()
     await child.exited
     await PgMutex.reset(name, { connectionString: server.url })
-    t.is((await a.state()).fencingToken, tokens.at(-1), 'reset keeps the counter')
+    t.is((await a.state()).fencingToken, tokens[tokens.length - 1], 'reset keeps the counter')
   }
   for (let i = 1; i < tokens.length; i++) t.true(tokens[i] > tokens[i - 1], `token ${i}: ${tokens[i]} > ${tokens[i - 1]}`)
   await a.close()
