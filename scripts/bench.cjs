@@ -4,6 +4,7 @@
 //   2. uncontended await lock() + release() vs an in-process promise-based async mutex
 //   3. proper-lockfile lock + unlock on the same machine (the popular cross-process choice)
 //   4. async handoff between two processes: holder releases -> the waiter's promise resolves
+//   5. robust-mutex/pg vs the advisory-lock package on an embedded PostgreSQL (bench-pg.cjs)
 //
 // Figures are medians of several trials; the machine is shared, so compare ratios, not absolutes.
 'use strict'
@@ -132,6 +133,11 @@ async function main() {
 
   mutex.close()
   fs.rmSync(dir, { recursive: true, force: true })
+
+  // 5. robust-mutex/pg against advisory-lock on an embedded PostgreSQL (scripts/bench-pg.cjs).
+  const pg = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'bench-pg.cjs')], { stdio: 'inherit' })
+  const code = await new Promise((resolve) => pg.on('exit', resolve))
+  if (code !== 0) process.exitCode = 1
 }
 
 if (process.argv[2] === 'handoff-child') handoffChild(process.argv[3])
