@@ -54,6 +54,13 @@ export interface PgOpenOptions {
   connectionString?: string
   /** A `pg.Pool`: each hold (and each wait) takes one client from it and returns it after unlocking. */
   pool?: PgPoolLike
+  /**
+   * While a lock is held, ask the server every this many milliseconds whether the holding
+   * connection still answers (`SELECT 1`); no answer within the same time aborts `guard.signal`
+   * and closes the connection. Catches a silent network failure (no reset, no FIN) that TCP
+   * would take minutes to report. Default 10000; 0 turns it off.
+   */
+  heartbeat?: number
 }
 
 export interface PgLockOptions {
@@ -282,17 +289,24 @@ function lockOptions(options: unknown): { timeout: number | undefined; signal: A
   return { timeout: checkTimeout(o.timeout), signal: o.signal as AbortSignal | undefined }
 }
 
-function checkOpenOptions(options: unknown): { connectionString?: string; pool?: PgPoolLike } {
+/** Default heartbeat interval while holding (ms). */
+const DEFAULT_HEARTBEAT_MS = 10_000
+
+function checkOpenOptions(options: unknown): { connectionString?: string; pool?: PgPoolLike; heartbeat: number } {
   const o = checkObject(options, 'options')
+  const heartbeat = o.heartbeat === undefined ? DEFAULT_HEARTBEAT_MS : o.heartbeat
+  if (typeof heartbeat !== 'number' || !Number.isInteger(heartbeat) || heartbeat < 0 || heartbeat > MAX_LOCK_TIMEOUT_MS) {
+    throw new RangeError(`heartbeat must be a whole number of milliseconds in 0..${MAX_LOCK_TIMEOUT_MS}, got ${String(heartbeat)}`)
+  }
   if (o.pool !== undefined && o.connectionString !== undefined) throw new TypeError('pass either pool or connectionString, not both')
   if (o.pool !== undefined) {
     if (o.pool === null || typeof (o.pool as PgPoolLike).connect !== 'function') throw new TypeError('pool must be a pg.Pool')
-    return { pool: o.pool as PgPoolLike }
+    return { pool: o.pool as PgPoolLike, heartbeat }
   }
   if (typeof o.connectionString !== 'string' || o.connectionString.length === 0) {
     throw new TypeError('pass a connectionString (a non-empty string) or a pool')
   }
-  return { connectionString: o.connectionString }
+  return { connectionString: o.connectionString, heartbeat }
 }
 
 // PostgreSQL error codes (SQLSTATE) this module tells apart.
@@ -347,6 +361,12 @@ interface Hold {
   key: string
   name: string
   token: bigint
+  heartbeat: number
+}
+
+/** Destroys a pg client's socket: the session then ends as soon as the server hears of it. */
+function destroySocket(client: Client): void {
+  ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
 }
 
 /** Proof of holding a PgMutex. Release it exactly once (or let `await using` do it). */
@@ -359,6 +379,8 @@ export class PgLockGuard implements AsyncDisposable {
   readonly #lost = new AbortController()
   readonly #onError: (err: Error) => void
   readonly #onEnd: () => void
+  #heartbeat: ReturnType<typeof setInterval> | undefined
+  #probing = false
   #poison = false
   #released = false
 
@@ -373,6 +395,25 @@ export class PgLockGuard implements AsyncDisposable {
     // A checked-out pg client with no 'error' listener would crash the process on a socket error.
     hold.client.on('error', this.#onError)
     hold.client.on('end', this.#onEnd)
+    if (hold.heartbeat > 0) {
+      this.#heartbeat = setInterval(() => this.#probe(), hold.heartbeat)
+      this.#heartbeat.unref() // a held lock alone does not keep the process alive
+    }
+  }
+
+  /** One heartbeat: the holding connection must answer within one interval. */
+  #probe(): void {
+    if (this.#probing || this.#released || this.#lost.signal.aborted) return
+    this.#probing = true
+    const { client, heartbeat, name } = this.#hold
+    const silence = setTimeout(() => {
+      this.#lose(new ConnectionError(`the connection holding "${name}" did not answer a heartbeat within ${heartbeat} ms; the lock may be lost`))
+      destroySocket(client)
+    }, heartbeat)
+    client.query('SELECT 1').then(
+      () => clearTimeout(silence),
+      () => clearTimeout(silence), // a failure also reaches the 'error'/'end' listeners
+    ).finally(() => (this.#probing = false))
   }
 
   /** Aborts (reason: a ConnectionError) when this hold is lost: the connection failed or was terminated. */
@@ -398,6 +439,7 @@ export class PgLockGuard implements AsyncDisposable {
     if (this.#released) throw new ReleasedError()
     this.#released = true
     const { client, give, key, name, token } = this.#hold
+    clearInterval(this.#heartbeat)
     const detach = () => {
       client.off('error', this.#onError)
       client.off('end', this.#onEnd)
@@ -443,16 +485,18 @@ export class PgMutex {
   readonly #key: string
   readonly #pool: PgTypes.Pool | PgPoolLike
   readonly #ownsPool: boolean
+  readonly #heartbeat: number
   #schema: Promise<void> | undefined
   #closed = false
   /** Pending acquires plus live holds of this handle. */
   #busy = 0
 
-  private constructor(name: string, pool: PgPoolLike, ownsPool: boolean) {
+  private constructor(name: string, pool: PgPoolLike, ownsPool: boolean, heartbeat: number) {
     this.name = name
     this.#key = lockKey(name)
     this.#pool = pool
     this.#ownsPool = ownsPool
+    this.#heartbeat = heartbeat
   }
 
   /**
@@ -462,13 +506,13 @@ export class PgMutex {
   static open(name: string, options: PgOpenOptions): PgMutex {
     checkName(name)
     const o = checkOpenOptions(options)
-    if (o.pool) return new PgMutex(name, o.pool, false)
+    if (o.pool) return new PgMutex(name, o.pool, false, o.heartbeat)
     const pg = loadPg()
     // keepAlive: a dead peer (host gone, cable cut) is noticed by TCP instead of never.
     const pool = new pg.Pool({ connectionString: o.connectionString, keepAlive: true, max: 64 })
     // An idle pooled client whose server went away must not crash the process.
     pool.on('error', () => {})
-    return new PgMutex(name, pool, true)
+    return new PgMutex(name, pool, true, o.heartbeat)
   }
 
   /**
@@ -663,7 +707,7 @@ export class PgMutex {
       give(false)
       throw new NotRecoverableError(`the mutex "${this.name}" is poisoned until PgMutex.reset`)
     }
-    const hold: Hold = { client, give, key: this.#key, name: this.name, token: token! }
+    const hold: Hold = { client, give, key: this.#key, name: this.name, token: token!, heartbeat: this.#heartbeat }
     if (canceled) {
       // The lock was granted just as the wait was aborted: give it back as it was (an abandoned
       // mutex stays abandoned for the next holder), then close the session for good measure

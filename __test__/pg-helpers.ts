@@ -48,6 +48,8 @@ export interface Proxy {
   port: number
   /** Drops every connection through the proxy at once (both directions, no goodbye). */
   cut(): void
+  /** Stops forwarding without closing anything: a silent network failure. */
+  freeze(): void
   close(): Promise<void>
 }
 
@@ -74,6 +76,14 @@ export function tcpProxy(targetPort: number): Promise<Proxy> {
     server.listen(0, '127.0.0.1', () => {
       resolve({
         port: (server.address() as net.AddressInfo).port,
+        freeze: () => {
+          for (const [a, b] of pairs) {
+            a.unpipe(b)
+            b.unpipe(a)
+            a.pause()
+            b.pause()
+          }
+        },
         cut: () => {
           for (const [a, b] of pairs) {
             a.resetAndDestroy()

@@ -136,6 +136,31 @@ test('a holder whose connection is cut by a proxy: its signal aborts, the next h
   await proxy.close()
 })
 
+test('a silent network failure: the heartbeat aborts the holder\'s signal', async (t) => {
+  const name = 'frozen'
+  const proxy = await tcpProxy(server.port)
+  const viaProxy = server.url.replace(`:${server.port}/`, `:${proxy.port}/`)
+  const holderMutex = PgMutex.open(name, { connectionString: viaProxy, heartbeat: 200 })
+  const held = await holderMutex.lock()
+  const lost = new Promise<unknown>((resolve) => held.signal.addEventListener('abort', () => resolve(held.signal.reason)))
+  proxy.freeze()
+  const reason = await within(30_000, lost, 'the heartbeat notices the silence')
+  t.true(reason instanceof ConnectionError)
+  t.regex((reason as Error).message, /did not answer a heartbeat/)
+  // The server still sees an idle session holding the lock until the network tells it otherwise
+  // (TCP keepalives, idle_session_timeout); here the proxy finally drops it.
+  proxy.cut()
+  const next = PgMutex.open(name, { connectionString: server.url })
+  const guard = await within(30_000, next.lock(), 'the next holder gets the lock')
+  t.true(guard.ownerDied)
+  await guard.release()
+  await t.throwsAsync(held.release(), { instanceOf: ConnectionError })
+  t.throws(() => PgMutex.open(name, { connectionString: server.url, heartbeat: -1 }), { instanceOf: RangeError })
+  await holderMutex.close()
+  await next.close()
+  await proxy.close()
+})
+
 test('a timed-out wait leaves no lock, no session and no checked-out pooled client', async (t) => {
   const name = 'timeout'
   const admin = await server.admin(server.url)
