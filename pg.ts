@@ -612,7 +612,7 @@ export class PgMutex {
     this.#busy++
     try {
       const started = performance.now()
-      const client = await this.#connectAbortable(signal)
+      const client = await this.#connectWithin(mode === 'wait' ? timeout : undefined, signal)
       const left = timeout === undefined || timeout === Infinity ? 0 : Math.max(1, Math.ceil(timeout - (performance.now() - started)))
       return await this.#acquireOn(client, mode, Math.min(left, MAX_LOCK_TIMEOUT_MS), timeout, signal)
     } finally {
@@ -620,22 +620,34 @@ export class PgMutex {
     }
   }
 
-  async #connectAbortable(signal: AbortSignal | undefined): Promise<Client> {
+  /**
+   * A client for this wait, within the wait's own limits: a pool may have none free, and the
+   * timeout and signal apply to that wait too.
+   */
+  async #connectWithin(timeout: number | undefined, signal: AbortSignal | undefined): Promise<Client> {
     const connecting = this.#connect()
-    if (!signal) return connecting
-    let onAbort!: () => void
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(new AbortError('The lock wait was aborted', { cause: signal.reason }))
-      signal.addEventListener('abort', onAbort, { once: true })
+    const limited = timeout !== undefined && timeout !== Infinity
+    if (!signal && !limited) return connecting
+    let onAbort: (() => void) | undefined
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const given = new Promise<never>((_, reject) => {
+      if (signal) {
+        onAbort = () => reject(new AbortError('The lock wait was aborted', { cause: signal.reason }))
+        signal.addEventListener('abort', onAbort, { once: true })
+      }
+      if (limited) {
+        timer = setTimeout(() => reject(new TimeoutError(`timed out after ${timeout} ms waiting for a connection to lock "${this.name}"`)), Math.min(timeout, MAX_LOCK_TIMEOUT_MS))
+      }
     })
     try {
-      return await Promise.race([connecting, aborted])
+      return await Promise.race([connecting, given])
     } catch (err) {
-      // A client that arrives after the abort goes straight back.
-      if (err instanceof AbortError) connecting.then((c) => c.release(), () => {})
+      // A client that arrives after the wait gave up goes straight back.
+      if (err instanceof AbortError || err instanceof TimeoutError) connecting.then((c) => c.release(), () => {})
       throw err
     } finally {
-      signal.removeEventListener('abort', onAbort)
+      if (onAbort) signal!.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
     }
   }
 

@@ -258,6 +258,23 @@ test('an abort racing the grant never leaves the lock taken or a clean mutex aba
   await admin.end()
 })
 
+test('timeout and abort also bound the wait for a free pooled client', async (t) => {
+  const pool = new Pool({ connectionString: server.url, max: 1 })
+  const mutex = PgMutex.open('pool-exhausted', { pool })
+  const held = await mutex.lock() // takes the pool's only client
+  await t.throwsAsync(PgMutex.open('pool-other', { pool }).lock({ timeout: 200 }), { instanceOf: TimeoutError })
+  const controller = new AbortController()
+  const waiting = PgMutex.open('pool-other', { pool }).lock({ signal: controller.signal })
+  controller.abort()
+  await t.throwsAsync(waiting, { instanceOf: AbortError })
+  await held.release()
+  await eventually(() => pool.waitingCount === 0 && pool.totalCount === pool.idleCount, 'the late clients go back to the pool')
+  const again = await PgMutex.open('pool-other', { pool }).lock({ timeout: 5000 })
+  await again.release()
+  await mutex.close()
+  await pool.end()
+})
+
 test('a waiter whose own connection dies rejects with ConnectionError', async (t) => {
   const name = 'waiter-dies'
   const admin = await server.admin(server.url)
