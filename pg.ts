@@ -542,7 +542,8 @@ export class PgMutex {
         await client.query('RESET lock_timeout')
         broken = false
       } catch (err) {
-        if (err instanceof TimeoutError) broken = false
+        // The client is closed either way (broken stays true): it carries this session's
+        // lock_timeout, which must not reach a pool's next user.
         throw err instanceof TimeoutError ? err : connectionError(`resetting "${name}" failed`, err)
       } finally {
         ;(client as Client).release(broken)
@@ -658,6 +659,8 @@ export class PgMutex {
       if (given) return
       given = true
       this.#busy--
+      // A dying client may still emit 'error' (its socket closing) after we let go of it.
+      if (broken) client.on('error', () => {})
       client.release(broken)
     }
     // While the query runs, pg routes socket errors to it; this listener keeps a stray one from
@@ -706,7 +709,7 @@ export class PgMutex {
       if (state === UNIQUE_VIOLATION) {
         throw new KeyCollisionError(`the name "${this.name}" hashes to the advisory lock key of another mutex name in robust_mutex.mutexes; choose another name`, { cause: err })
       }
-      if (state === QUERY_CANCELED) throw connectionError(`waiting for "${this.name}" was canceled by the server`, err)
+      if (state === QUERY_CANCELED) throw connectionError(`waiting for "${this.name}" was canceled by the server (statement_timeout, or pg_cancel_backend)`, err)
       throw connectionError(`the connection waiting for "${this.name}" failed`, err)
     }
     signal?.removeEventListener('abort', onAbort)
