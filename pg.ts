@@ -5,7 +5,9 @@
 // terminated). Owner death and poison live in a row of our own schema, written under that lock:
 // a row still `held` when the next session gets the lock means its holder's session ended inside
 // the critical section. Acquiring (lock + row update) is one round trip, releasing another: both
-// are plpgsql functions installed with the schema.
+// are plpgsql functions installed with the schema. Waits block in the server (lock_timeout for
+// timeouts, a protocol cancel request for aborts); a hold watches its connection (events and a
+// heartbeat) and aborts `guard.signal` when it is lost.
 //
 // Loads `pg` (an optional peer dependency) only when a mutex is first used.
 

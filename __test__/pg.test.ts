@@ -169,7 +169,9 @@ test('a timed-out wait leaves no lock, no session and no checked-out pooled clie
   const held = await holder.lock()
   const pool = new Pool({ connectionString: server.url, application_name: 'rm-timeout-waiter' })
   const waiter = PgMutex.open(name, { pool })
+  const started = performance.now()
   const err = await t.throwsAsync(waiter.lock({ timeout: 300 }), { instanceOf: TimeoutError })
+  t.log(`timeout 300 ms rejected after ${(performance.now() - started).toFixed(0)} ms`) // informational: no timed assertion on a shared machine
   t.is(err!.code, 'ETIMEDOUT')
   const lockers = await advisoryLockers(admin, name)
   t.deepEqual(lockers.waiters, [], 'no wait left server-side')
@@ -203,8 +205,10 @@ test('an aborted wait leaves no lock, no session and no checked-out pooled clien
   const waiting = waiter.lock({ signal: controller.signal })
   await eventually(async () => (await advisoryLockers(admin, name)).waiters.length === 1, 'the waiter queues server-side')
   const reason = new Error('stop waiting')
+  const started = performance.now()
   controller.abort(reason)
   const err = await t.throwsAsync(waiting, { instanceOf: AbortError })
+  t.log(`abort rejected after ${(performance.now() - started).toFixed(1)} ms`) // informational
   t.is(err!.cause, reason)
   await eventually(async () => (await advisoryLockers(admin, name)).waiters.length === 0, 'the server-side wait ends')
   await eventually(async () => (await sessions(admin, 'rm-abort-waiter')) === 0, 'the waiting session ends')
