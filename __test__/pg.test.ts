@@ -204,6 +204,16 @@ test('an aborted wait leaves no lock, no session and no checked-out pooled clien
   const controller = new AbortController()
   const waiting = waiter.lock({ signal: controller.signal })
   await eventually(async () => (await advisoryLockers(admin, name)).waiters.length === 1, 'the waiter queues server-side')
+  // Waiting is one statement blocked in the server's lock manager, not a polling loop: the same
+  // statement (same query_start) is still waiting on the advisory lock a while later.
+  const [waiterPid] = (await advisoryLockers(admin, name)).waiters
+  const activity = async () =>
+    (await admin.query('SELECT wait_event_type, wait_event, query_start FROM pg_stat_activity WHERE pid = $1', [waiterPid])).rows[0]
+  const before = await activity()
+  await new Promise((r) => setTimeout(r, 300))
+  const after = await activity()
+  t.like(before, { wait_event_type: 'Lock', wait_event: 'advisory' })
+  t.deepEqual(after, before)
   const reason = new Error('stop waiting')
   const started = performance.now()
   controller.abort(reason)
