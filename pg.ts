@@ -241,6 +241,7 @@ async function ensureSchema(client: Queryable): Promise<void> {
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     if (err instanceof SchemaError) throw err
+    if (!isSqlState(sqlState(err))) throw connectionError('the connection failed while creating the robust_mutex schema', err)
     throw new SchemaError(`cannot create the robust_mutex schema: ${(err as Error).message}`, { cause: err })
   }
 }
@@ -317,6 +318,9 @@ const QUERY_CANCELED = '57014'
 const UNIQUE_VIOLATION = '23505'
 /** lock_timeout takes an int; longer waits are capped at ~24.8 days. */
 const MAX_LOCK_TIMEOUT_MS = 2 ** 31 - 1
+
+/** A server-reported SQLSTATE (five characters), as opposed to a socket error's code. */
+const isSqlState = (code: string | undefined): boolean => code !== undefined && /^[0-9A-Z]{5}$/.test(code)
 
 const sqlState = (err: unknown): string | undefined => {
   const code = (err as { code?: unknown } | null)?.code

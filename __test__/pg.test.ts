@@ -357,6 +357,20 @@ test('a schema of a newer version is refused untouched; so is a foreign robust_m
   await foreign.end()
 })
 
+test('a role that may not create the schema gets SchemaError and nothing half-created', async (t) => {
+  const url = await server.database('no_create')
+  const admin = await server.admin(url)
+  await admin.query(`CREATE ROLE rm_limited LOGIN PASSWORD 'limited'`)
+  const limitedUrl = url.replace('postgres:robust-mutex-test@', 'rm_limited:limited@')
+  const mutex = PgMutex.open('x', { connectionString: limitedUrl })
+  const err = await t.throwsAsync(mutex.lock(), { instanceOf: SchemaError })
+  t.regex(err!.message, /cannot create the robust_mutex schema: permission denied/)
+  const { rows } = await admin.query(`SELECT to_regnamespace('robust_mutex') IS NULL AS absent`)
+  t.true(rows[0].absent, 'the failed creation rolled back whole')
+  await mutex.close()
+  await admin.end()
+})
+
 test('bad names, wrong connection strings and a server that is down are typed errors', async (t) => {
   t.throws(() => PgMutex.open('', { connectionString: server.url }), { instanceOf: TypeError })
   t.throws(() => PgMutex.open('a\0b', { connectionString: server.url }), { instanceOf: TypeError })
