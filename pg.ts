@@ -182,10 +182,10 @@ BEGIN
     RETURNING fencing_token INTO token;
   outcome := v_state;
 END $$;
--- Writes the final state of a hold ('released', 'poisoned', or 'held' to leave it abandoned)
--- and gives the advisory lock back. Returns whether the lock was held.
-CREATE OR REPLACE FUNCTION robust_mutex.release_v1(p_key bigint, p_name text, p_token bigint, p_state text)
-RETURNS boolean
+-- Writes the final state of a hold ('released', 'poisoned', or 'held' to leave it abandoned).
+-- The client runs it in its own transaction and unlocks after the COMMIT (see releaseSql).
+CREATE OR REPLACE FUNCTION robust_mutex.finish_v1(p_name text, p_token bigint, p_state text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
   -- A plain release need not wait for its WAL flush: a server crash that loses it leaves the row
@@ -200,7 +200,6 @@ BEGIN
         holder_pid = CASE WHEN p_state = 'released' THEN NULL ELSE holder_pid END,
         since = CASE WHEN p_state = 'released' THEN NULL ELSE since END
     WHERE name = p_name AND fencing_token = p_token;
-  RETURN pg_advisory_unlock(p_key);
 END $$;
 INSERT INTO robust_mutex.meta (version) VALUES (${SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 `
@@ -356,6 +355,22 @@ function sendCancel(client: Client): Promise<void> {
   })
 }
 
+/**
+ * The release, in one round trip: the final state is committed *before* the advisory lock is
+ * given back, so that the next holder (and `state()`) never sees the lock free with the row still
+ * `held`. Several statements in one simple-protocol message, hence literals (the key and token
+ * are integers, the state one of ours, the name escaped by the driver). A failed statement skips
+ * the rest: the lock then stays held and the caller closes the connection. Result: whether the
+ * lock was held.
+ */
+async function finishAndUnlock(client: Client, key: string, name: string, token: bigint, state: 'released' | 'poisoned' | 'held'): Promise<boolean> {
+  const sql =
+    `BEGIN; SELECT robust_mutex.finish_v1(${client.escapeLiteral(name)}, ${token.toString()}, '${state}'); COMMIT; ` +
+    `SELECT pg_advisory_unlock(${BigInt(key).toString()}) AS held`
+  const results = (await client.query(sql)) as unknown as PgTypes.QueryResult[]
+  return Boolean(results[results.length - 1].rows[0].held)
+}
+
 // ---------------------------------------------------------------------------------------------
 // PgLockGuard
 
@@ -456,14 +471,9 @@ export class PgLockGuard implements AsyncDisposable {
       throw this.#lost.signal.reason
     }
     try {
-      const { rows } = await client.query('SELECT robust_mutex.release_v1($1, $2, $3, $4) AS held', [
-        key,
-        name,
-        token.toString(),
-        this.#poison ? 'poisoned' : 'released',
-      ])
+      const held = await finishAndUnlock(client, key, name, token, this.#poison ? 'poisoned' : 'released')
       detach()
-      if (!rows[0].held) {
+      if (!held) {
         give(true)
         throw new ConnectionError(`the advisory lock of "${name}" was no longer held at release`)
       }
@@ -496,6 +506,8 @@ export class PgMutex {
   #closed = false
   /** Pending acquires plus live holds of this handle. */
   #busy = 0
+  /** Waits given up whose connection is still being cancelled and closed. */
+  readonly #cleanups = new Set<Promise<void>>()
 
   private constructor(name: string, pool: PgPoolLike, ownsPool: boolean, heartbeat: number) {
     this.name = name
@@ -660,44 +672,63 @@ export class PgMutex {
 
   async #acquireOn(client: Client, mode: 'try' | 'wait', lockTimeoutMs: number, timeout: number | undefined, signal: AbortSignal | undefined): Promise<PgLockGuard | null> {
     let given = false
-    this.#busy++ // until the client goes back: a hold counts as busy
+    let counted = true
+    this.#busy++ // a pending acquire or a hold keeps the handle busy
+    const uncount = () => {
+      if (counted) this.#busy--
+      counted = false
+    }
     const give = (broken: boolean) => {
       if (given) return
       given = true
-      this.#busy--
+      uncount()
       // A dying client may still emit 'error' (its socket closing) after we let go of it.
       if (broken) client.on('error', () => {})
       client.release(broken)
+    }
+    if (signal?.aborted) {
+      give(false)
+      throw new AbortError('The lock wait was aborted', { cause: signal.reason })
     }
     // While the query runs, pg routes socket errors to it; this listener keeps a stray one from
     // crashing the process.
     const swallow = () => {}
     client.on('error', swallow)
-    let canceled: Promise<void> | undefined
-    const onAbort = () => {
-      canceled ??= sendCancel(client)
+    const acquiring = client.query('SELECT outcome, token FROM robust_mutex.acquire_v1($1, $2, $3, $4, $5, $6)', [
+      this.#key,
+      this.name,
+      mode === 'wait',
+      lockTimeoutMs,
+      hostname(),
+      process.pid,
+    ])
+
+    // Giving up (abort, or the timeout before the server's lock_timeout answers): the caller is
+    // answered at once; the wait is cancelled and cleaned up in the background (#cleanups).
+    let gaveUp: Error | undefined
+    let answer!: (err: Error) => void
+    const givenUp = new Promise<never>((_, reject) => (answer = reject))
+    const giveUp = (err: Error) => {
+      if (gaveUp) return
+      gaveUp = err
+      uncount()
+      this.#track(this.#abandon(client, acquiring, give))
+      answer(err)
     }
-    if (signal?.aborted) {
-      client.off('error', swallow)
-      give(false)
-      throw new AbortError('The lock wait was aborted', { cause: signal.reason })
-    }
+    const onAbort = () => giveUp(new AbortError('The lock wait was aborted', { cause: signal!.reason }))
     signal?.addEventListener('abort', onAbort, { once: true })
+    // The server's lock_timeout normally answers first; this catches a slow answer.
+    const timer = mode === 'wait' && lockTimeoutMs > 0
+      ? setTimeout(() => giveUp(new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)), lockTimeoutMs + 20)
+      : undefined
     let outcome: string
     let token: bigint | null
     try {
-      const { rows } = await client.query('SELECT outcome, token FROM robust_mutex.acquire_v1($1, $2, $3, $4, $5, $6)', [
-        this.#key,
-        this.name,
-        mode === 'wait',
-        lockTimeoutMs,
-        hostname(),
-        process.pid,
-      ])
+      const { rows } = await Promise.race([acquiring, givenUp])
       outcome = rows[0].outcome
       token = rows[0].token == null ? null : BigInt(rows[0].token)
     } catch (err) {
-      signal?.removeEventListener('abort', onAbort)
+      if (err === gaveUp) throw err
       client.off('error', swallow)
       const state = sqlState(err)
       if (state === LOCK_NOT_AVAILABLE) {
@@ -708,17 +739,15 @@ export class PgMutex {
       // Anything else may have struck after the session lock was granted: close the session,
       // which drops that lock with it.
       give(true)
-      if (canceled) {
-        await canceled
-        throw new AbortError('The lock wait was aborted', { cause: signal!.reason })
-      }
       if (state === UNIQUE_VIOLATION) {
         throw new KeyCollisionError(`the name "${this.name}" hashes to the advisory lock key of another mutex name in robust_mutex.mutexes; choose another name`, { cause: err })
       }
       if (state === QUERY_CANCELED) throw connectionError(`waiting for "${this.name}" was canceled by the server (statement_timeout, or pg_cancel_backend)`, err)
       throw connectionError(`the connection waiting for "${this.name}" failed`, err)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
     }
-    signal?.removeEventListener('abort', onAbort)
     client.off('error', swallow)
     if (outcome === 'busy') {
       give(false)
@@ -729,29 +758,46 @@ export class PgMutex {
       throw new NotRecoverableError(`the mutex "${this.name}" is poisoned until PgMutex.reset`)
     }
     const hold: Hold = { client, give, key: this.#key, name: this.name, token: token!, heartbeat: this.#heartbeat }
-    if (canceled) {
-      // The lock was granted just as the wait was aborted: give it back as it was (an abandoned
-      // mutex stays abandoned for the next holder), then close the session for good measure
-      // (a late cancel must not strike another query on it).
+    return new PgLockGuard(INTERNAL, hold, outcome === 'held')
+  }
+
+  /** Keeps a background cleanup visible to close(). */
+  #track(cleanup: Promise<void>): void {
+    this.#cleanups.add(cleanup)
+    void cleanup.finally(() => this.#cleanups.delete(cleanup))
+  }
+
+  /**
+   * After a wait was given up: cancel it, and if the grant won the race, put the row back as it
+   * was (an abandoned mutex stays abandoned) and unlock; then close the connection either way (a
+   * cancel may have struck after the session lock was granted, which a rollback does not undo).
+   */
+  async #abandon(client: Client, acquiring: Promise<PgTypes.QueryResult>, give: (broken: boolean) => void): Promise<void> {
+    const canceled = sendCancel(client)
+    try {
+      const { rows } = await acquiring
       await canceled
+      const outcome: string = rows[0].outcome
+      if (outcome === 'busy' || outcome === 'poisoned') return
       // The server has signalled the backend by now, but the signal may still strike the next
       // statement: a throwaway one first, and the release retried once (one cancel request
       // cancels at most one statement).
-      const retryCanceled = async (text: string, values?: unknown[]) => {
+      const once = async <T>(run: () => Promise<T>): Promise<T> => {
         try {
-          await client.query(text, values)
+          return await run()
         } catch (err) {
           if (sqlState(err) !== QUERY_CANCELED) throw err
-          await client.query(text, values)
+          return run()
         }
       }
-      await retryCanceled('SELECT 1')
-        .then(() => retryCanceled('SELECT robust_mutex.release_v1($1, $2, $3, $4)', [this.#key, this.name, token!.toString(), outcome === 'held' ? 'held' : 'released']))
-        .catch(() => {}) // a broken connection: closing it below drops the lock all the same
+      await once(() => client.query('SELECT 1'))
+      await once(() => finishAndUnlock(client, this.#key, this.name, BigInt(rows[0].token), outcome === 'held' ? 'held' : 'released'))
+    } catch {
+      // Cancelled or broken: closing the connection below drops any lock it had.
+    } finally {
+      await canceled
       give(true)
-      throw new AbortError('The lock wait was aborted', { cause: signal!.reason })
     }
-    return new PgLockGuard(INTERNAL, hold, outcome === 'held')
   }
 
   /** A snapshot of the mutex (takes no lock). */
@@ -791,6 +837,7 @@ export class PgMutex {
     if (this.#closed) return
     if (this.#busy > 0) throw new BusyError(`the PgMutex "${this.name}" has a held guard or a pending lock(); release it first`)
     this.#closed = true
+    await Promise.all(this.#cleanups)
     if (this.#ownsPool) await (this.#pool as PgTypes.Pool).end()
   }
 }
