@@ -297,7 +297,8 @@ const DEFAULT_HEARTBEAT_MS = 10_000
 function checkOpenOptions(options: unknown): { connectionString?: string; pool?: PgPoolLike; heartbeat: number } {
   const o = checkObject(options, 'options')
   const heartbeat = o.heartbeat === undefined ? DEFAULT_HEARTBEAT_MS : o.heartbeat
-  if (typeof heartbeat !== 'number' || !Number.isInteger(heartbeat) || heartbeat < 0 || heartbeat > MAX_LOCK_TIMEOUT_MS) {
+  if (typeof heartbeat !== 'number') throw new TypeError(`heartbeat must be a number of milliseconds, got ${typeof heartbeat}`)
+  if (!Number.isInteger(heartbeat) || heartbeat < 0 || heartbeat > MAX_LOCK_TIMEOUT_MS) {
     throw new RangeError(`heartbeat must be a whole number of milliseconds in 0..${MAX_LOCK_TIMEOUT_MS}, got ${String(heartbeat)}`)
   }
   if (o.pool !== undefined && o.connectionString !== undefined) throw new TypeError('pass either pool or connectionString, not both')

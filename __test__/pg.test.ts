@@ -157,6 +157,7 @@ test('a silent network failure: the heartbeat aborts the holder\'s signal', asyn
   await guard.release()
   await t.throwsAsync(held.release(), { instanceOf: ConnectionError })
   t.throws(() => PgMutex.open(name, { connectionString: server.url, heartbeat: -1 }), { instanceOf: RangeError })
+  t.throws(() => PgMutex.open(name, { connectionString: server.url, heartbeat: '5' as never }), { instanceOf: TypeError })
   await holderMutex.close()
   await next.close()
   await proxy.close()
