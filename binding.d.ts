@@ -41,6 +41,13 @@ export declare function fdOf(handle: number): number
 /** Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated). */
 export declare function fromFd(fd: number): number
 
+/**
+ * The last watch's `[woke, queued, onJsThread]` CLOCK_MONOTONIC ns (as strings: they exceed
+ * 2^53), all "0" unless `ROBUST_MUTEX_TRACE_HANDOFF=1` was set when the process started (and
+ * always on Windows).
+ */
+export declare function handoffTrace(): Array<string>
+
 /** The file was deleted or replaced at its path. */
 export declare function isStale(handle: number): boolean
 

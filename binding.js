@@ -843,6 +843,7 @@ module.exports.deadOwner = nativeBinding.deadOwner
 module.exports.destroy = nativeBinding.destroy
 module.exports.fdOf = nativeBinding.fdOf
 module.exports.fromFd = nativeBinding.fromFd
+module.exports.handoffTrace = nativeBinding.handoffTrace
 module.exports.isStale = nativeBinding.isStale
 module.exports.lockSync = nativeBinding.lockSync
 module.exports.open = nativeBinding.open

@@ -9,8 +9,18 @@
 import type * as Binding from './binding'
 import { UnsupportedError } from './errors'
 
-/** The npm packages that carry a prebuilt addon, by `process.platform`-`process.arch`. */
-const PREBUILT = new Set(['linux-x64', 'linux-arm64'])
+/**
+ * The npm package that carries the prebuilt addon for `process.platform`-`process.arch` (Linux:
+ * also by libc). Windows: the `-msvc` package, the one napi's loader picks in the official
+ * (MSVC-built) Node.js; it would look for `-gnu` only in a mingw-built Node.
+ */
+const PREBUILT: Record<string, (libc: Libc | null) => string> = {
+  'linux-x64': (libc) => `robust-mutex-linux-x64-${libc === 'musl' ? 'musl' : 'gnu'}`,
+  'linux-arm64': (libc) => `robust-mutex-linux-arm64-${libc === 'musl' ? 'musl' : 'gnu'}`,
+  'darwin-x64': () => 'robust-mutex-darwin-x64',
+  'darwin-arm64': () => 'robust-mutex-darwin-arm64',
+  'win32-x64': () => 'robust-mutex-win32-x64-msvc',
+}
 
 type Libc = 'glibc' | 'musl'
 
@@ -37,8 +47,9 @@ function unsupportedPlatformError(cause: unknown): Error {
   const libc = detectLibc()
   const where = libc ? `${platform} (${libc})` : platform
   let message: string
-  if (PREBUILT.has(platform)) {
-    const pkg = `robust-mutex-${platform}-${libc === 'musl' ? 'musl' : 'gnu'}`
+  const prebuilt = Object.hasOwn(PREBUILT, platform) ? PREBUILT[platform] : undefined
+  if (prebuilt) {
+    const pkg = prebuilt(libc)
     message =
       `robust-mutex: no native addon could be loaded for ${where}: the package ${pkg} is missing ` +
       `or does not load. It is an optional dependency of robust-mutex that npm installs on ${where}; ` +
@@ -46,8 +57,9 @@ function unsupportedPlatformError(cause: unknown): Error {
       `that picked another platform), or build from source (a git install needs Rust).`
   } else {
     message =
-      `robust-mutex: ${where} is not supported: robust process-shared mutexes exist on Linux ` +
-      `(prebuilt for x64 and arm64, glibc >= 2.17 and musl; packages robust-mutex-linux-<x64|arm64>-<gnu|musl>).`
+      `robust-mutex: ${where} has no prebuilt addon: there are packages for Linux x64 and arm64 ` +
+      `(glibc >= 2.17 and musl), macOS x64 and arm64, and Windows x64 (robust-mutex-<platform>; ` +
+      `see the README's Platforms). Elsewhere, build from source (a git install needs Rust).`
   }
   return new UnsupportedError(message, { cause })
 }

@@ -15,6 +15,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const NAME = 'bench'
+const PEERS = path.join(__dirname, 'bench', 'peers')
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 /** lock+release pairs for each implementation, as async functions over one handle. */
@@ -25,7 +26,8 @@ function implementation(kind, url, lockPath) {
     return { pair: async () => (await mutex.lock()).release(), close: () => mutex.close() }
   }
   if (kind === 'advisory-lock') {
-    const mutex = require('advisory-lock').default(url)(NAME)
+    // A bench peer: installed into scripts/bench/peers by scripts/bench/run.sh.
+    const mutex = require(require.resolve('advisory-lock', { paths: [PEERS] })).default(url)(NAME)
     return { pair: async () => (await mutex.lock())(), close: async () => {} }
   }
   if (kind === 'floor') {
@@ -106,7 +108,14 @@ async function main() {
   const lockPath = path.join(dir, 'bench.lock')
   try {
     console.log(`\nrobust-mutex/pg bench: PostgreSQL (embedded, ${durable ? 'default fsync/synchronous_commit' : 'fsync=off, synchronous_commit=off'}) on 127.0.0.1, same machine\n`)
-    const kinds = ['robust-mutex/pg', 'advisory-lock', 'floor', 'SharedMutex']
+    let haveAdvisoryLock = true
+    try {
+      require.resolve('advisory-lock', { paths: [PEERS] })
+    } catch {
+      haveAdvisoryLock = false
+      console.log('  skipped: advisory-lock (not installed in scripts/bench/peers; npm run bench installs it)')
+    }
+    const kinds = ['robust-mutex/pg', 'advisory-lock', 'floor', 'SharedMutex'].filter((k) => haveAdvisoryLock || k !== 'advisory-lock')
     const label = {
       'robust-mutex/pg': 'robust-mutex/pg lock() + release()',
       'advisory-lock': 'advisory-lock lock() + unlock()',
@@ -134,10 +143,11 @@ async function main() {
     const ms = Number(process.env.ROBUST_MUTEX_BENCH_PG_MS ?? 3000)
     console.log(`two processes contending for ${ms} ms (lock, release, repeat; acquisitions per second, both together):`)
     const rates = {}
-    for (const kind of ['robust-mutex/pg', 'advisory-lock', 'SharedMutex']) {
+    const contenders = ['robust-mutex/pg', 'advisory-lock', 'SharedMutex'].filter((k) => kinds.includes(k))
+    for (const kind of contenders) {
       rates[kind] = await contended(kind, server.url, lockPath, ms)
     }
-    for (const kind of ['robust-mutex/pg', 'advisory-lock', 'SharedMutex']) {
+    for (const kind of contenders) {
       const r = rates[kind]
       const ratio = kind === 'robust-mutex/pg' ? '' : `   robust-mutex/pg does ${(rates['robust-mutex/pg'] / r).toFixed(2)}x this`
       console.log(`  ${label[kind].padEnd(46)} ${r.toFixed(0).padStart(9)} /s${ratio}`)

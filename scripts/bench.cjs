@@ -1,44 +1,33 @@
-// npm run bench: what a lock costs from Node, next to baselines measured in the same run.
+// npm run bench: what a lock costs from Node, next to baselines and the other Node locking
+// libraries measured in the same run (medians of several trials; the machine may be shared, so
+// compare the ratios, and read the load averages printed at the start and the end).
 //
-//   1. uncontended tryLock() + release() (sync, on the JS thread) vs an in-process JS flag
-//   2. uncontended await lock() + release() vs an in-process promise-based async mutex
-//   3. proper-lockfile lock + unlock on the same machine (the popular cross-process choice)
-//   4. async handoff between two processes: holder releases -> the waiter's promise resolves
-//   5. robust-mutex/pg vs the advisory-lock package on an embedded PostgreSQL (bench-pg.cjs)
+//   uncontended sync and async pairs, with the peers (scripts/bench/peers.cjs)
+//   state() and isStale()
+//   two processes contending, sync and async (scripts/bench/contended.cjs)
+//   handoff latency between two processes (scripts/bench/handoff.cjs)
+//   scale: 10,000 pending lock() calls, 10,000 open mutexes (scripts/bench/scale.cjs)
+//   the Rust guard vs raw pthread calls (scripts/bench/rust.cjs)
+//   robust-mutex/pg vs advisory-lock on an embedded PostgreSQL (scripts/bench-pg.cjs)
 //
-// Figures are medians of several trials; the machine is shared, so compare ratios, not absolutes.
+// `node scripts/bench.cjs quick` runs fewer iterations (a smoke run; figures are rougher).
 'use strict'
-const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { SharedMutex } = require('../index.js')
+const { median, percentile, perOp, perOpSync, duration, row, times } = require('./bench/stats.cjs')
+const { loadPeers } = require('./bench/peers.cjs')
+const { contended, IMPLS } = require('./bench/contended.cjs')
+const { handoffLatency } = require('./bench/handoff.cjs')
+const { pendingWaiters, manyOpen } = require('./bench/scale.cjs')
+const { rustGuardVsPthread } = require('./bench/rust.cjs')
 
-const now = () => performance.timeOrigin + performance.now()
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]
+const QUICK = process.argv[2] === 'quick'
+const scaled = (n) => (QUICK ? Math.max(1, Math.floor(n / 10)) : n)
+const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ')
 
-async function perOp(iterations, trials, op) {
-  const results = []
-  for (let t = 0; t < trials; t++) {
-    const start = process.hrtime.bigint()
-    for (let i = 0; i < iterations; i++) await op()
-    results.push(Number(process.hrtime.bigint() - start) / iterations)
-  }
-  return median(results)
-}
-
-function perOpSync(iterations, trials, op) {
-  const results = []
-  for (let t = 0; t < trials; t++) {
-    const start = process.hrtime.bigint()
-    for (let i = 0; i < iterations; i++) op()
-    results.push(Number(process.hrtime.bigint() - start) / iterations)
-  }
-  return median(results)
-}
-
-/** The simplest in-process async mutex: a promise chain. */
+/** The in-process baseline for async locking: a promise chain. */
 class PromiseMutex {
   #tail = Promise.resolve()
   lock() {
@@ -50,95 +39,172 @@ class PromiseMutex {
   }
 }
 
-async function handoffChild(lockPath) {
-  const mutex = SharedMutex.open(lockPath)
-  const lines = require('node:readline').createInterface({ input: process.stdin })
-  for await (const line of lines) {
-    if (line === 'end') break
-    // Parked in lock() (watched by the native watcher thread) before the parent releases.
-    const pending = mutex.lock()
-    fs.writeSync(1, 'waiting\n')
-    const guard = await pending
-    const at = now()
-    guard.release()
-    fs.writeSync(1, `${at}\n`)
-  }
-  process.exit(0)
-}
-
-async function handoffLatency(lockPath, rounds) {
-  const mutex = SharedMutex.open(lockPath)
-  const child = spawn(process.execPath, [__filename, 'handoff-child', lockPath], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const lines = require('node:readline').createInterface({ input: child.stdout })
-  const iterator = lines[Symbol.asyncIterator]()
-  const next = async () => (await iterator.next()).value
-  const samples = []
-  for (let i = 0; i < rounds; i++) {
-    const guard = mutex.lockSync()
-    child.stdin.write('go\n')
-    await next() // "waiting"
-    await new Promise((r) => setTimeout(r, 3)) // let it park in the kernel
-    const releasedAt = now()
-    guard.release()
-    samples.push((Number(await next()) - releasedAt) * 1000)
-  }
-  child.stdin.write('end\n')
-  mutex.close()
-  return samples
-}
-
-async function main() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-bench-'))
-  const mutex = SharedMutex.open(path.join(dir, 'bench.lock'))
-  console.log(`robust-mutex bench on ${os.cpus().length} x ${os.cpus()[0].model.trim()}, Node ${process.version}\n`)
-
+function uncontendedSync(mutex, peers, peerFile) {
+  console.log('uncontended, sync (same thread), ns per acquire+release:')
   let flag = false
-  const flagPair = perOpSync(2_000_000, 5, () => {
+  const flagPair = perOpSync(scaled(400_000), 15, () => {
     if (flag) throw new Error('held')
     flag = true
     flag = false
   })
   const binding = require('../binding.js')
-  const napiPair = perOpSync(2_000_000, 5, () => {
+  const napiPair = perOpSync(scaled(400_000), 15, () => {
     binding.noopFast()
     binding.noopFast()
   })
-  const syncPair = perOpSync(1_000_000, 5, () => mutex.tryLock().release())
-  const lockSyncPair = perOpSync(1_000_000, 5, () => mutex.lockSync().release())
-  console.log('uncontended, sync (same thread):')
-  console.log(`  JS boolean flag (in-process baseline)      ${flagPair.toFixed(1).padStart(9)} ns/op`)
-  console.log(`  two empty Node-API calls (baseline)        ${napiPair.toFixed(1).padStart(9)} ns/op`)
-  console.log(`  tryLock() + release()                      ${syncPair.toFixed(1).padStart(9)} ns/op   ${(syncPair / napiPair).toFixed(1)}x two Node-API calls, ${(syncPair / flagPair).toFixed(1)}x flag`)
-  console.log(`  lockSync() + release()                     ${lockSyncPair.toFixed(1).padStart(9)} ns/op   ${(lockSyncPair / syncPair).toFixed(2)}x tryLock()+release()`)
+  const tryPair = perOpSync(scaled(200_000), 15, () => mutex.tryLock().release())
+  const lockSyncPair = perOpSync(scaled(200_000), 15, () => mutex.lockSync().release())
+  row('JS boolean flag (in-process baseline)', duration(flagPair))
+  row('two empty Node-API calls (baseline)', duration(napiPair))
+  row('robust-mutex tryLock() + release()', duration(tryPair), `${(tryPair / napiPair).toFixed(1)}x two Node-API calls`)
+  row('robust-mutex lockSync() + release()', duration(lockSyncPair), `${(lockSyncPair / tryPair).toFixed(2)}x tryLock()+release()`)
+  const fd = fs.openSync(peerFile, 'r+')
+  for (const peer of peers) {
+    if (peer.skipped) continue
+    if (peer.tryLock) {
+      const ns = perOpSync(scaled(20_000), 9, () => {
+        if (!peer.tryLock(fd)) throw new Error(`${peer.name}: held`)
+        peer.unlock(fd)
+      })
+      row(`${peer.name} ${peer.names.tryLock}`, duration(ns), `${times(ns, tryPair)} tryLock()+release()`)
+    }
+    if (peer.lockPathSync) {
+      const ns = perOpSync(scaled(300), 3, () => peer.lockPathSync(peerFile)())
+      row(`${peer.name} ${peer.names.tryLock}`, duration(ns), `${times(ns, tryPair)} tryLock()+release()`)
+    }
+    if (peer.lockSync) {
+      const ns = perOpSync(scaled(20_000), 9, () => {
+        peer.lockSync(fd)
+        peer.unlock(fd)
+      })
+      row(`${peer.name} ${peer.names.lockSync}`, duration(ns), `${times(ns, lockSyncPair)} lockSync()+release()`)
+    }
+  }
+  fs.closeSync(fd)
+  return { napiPair, tryPair, lockSyncPair }
+}
 
+async function uncontendedAsync(mutex, peers, peerFile) {
+  console.log('uncontended, async, per acquire+release:')
   const promiseMutex = new PromiseMutex()
-  const promisePair = await perOp(300_000, 5, async () => (await promiseMutex.lock())())
-  const asyncPair = await perOp(300_000, 5, async () => (await mutex.lock()).release())
-  const withLockPair = await perOp(300_000, 5, () => mutex.withLock(() => undefined))
-  console.log('uncontended, async:')
-  console.log(`  in-process promise mutex (baseline)        ${promisePair.toFixed(1).padStart(9)} ns/op`)
-  console.log(`  await lock() + release()                   ${asyncPair.toFixed(1).padStart(9)} ns/op   ${(asyncPair / promisePair).toFixed(1)}x baseline`)
-  console.log(`  await withLock(fn)                         ${withLockPair.toFixed(1).padStart(9)} ns/op   ${(withLockPair / asyncPair).toFixed(2)}x await lock()+release()`)
+  const promisePair = await perOp(scaled(100_000), 9, async () => (await promiseMutex.lock())())
+  const asyncPair = await perOp(scaled(100_000), 9, async () => (await mutex.lock()).release())
+  const withLockPair = await perOp(scaled(100_000), 9, () => mutex.withLock(() => undefined))
+  row('in-process promise mutex (baseline)', duration(promisePair))
+  row('robust-mutex await lock() + release()', duration(asyncPair), `${(asyncPair / promisePair).toFixed(1)}x promise mutex`)
+  row('robust-mutex await withLock(fn)', duration(withLockPair), `${(withLockPair / asyncPair).toFixed(2)}x await lock()+release()`)
+  const fd = fs.openSync(peerFile, 'r+')
+  for (const peer of peers) {
+    if (peer.skipped) continue
+    if (peer.lockAsync) {
+      const ns = await perOp(scaled(2_000), 5, async () => {
+        await peer.lockAsync(fd)
+        await peer.unlockAsync(fd)
+      })
+      row(`${peer.name} ${peer.names.lockAsync}`, duration(ns), `${times(ns, asyncPair)} await lock()+release()`)
+    }
+    if (peer.lockPathAsync) {
+      const ns = await perOp(scaled(200), 3, async () => (await peer.lockPathAsync(peerFile))())
+      row(`${peer.name} ${peer.names.lockAsync}`, duration(ns), `${times(ns, withLockPair)} await withLock(fn), ${times(ns, asyncPair)} await lock()+release()`)
+    }
+  }
+  fs.closeSync(fd)
+  return { asyncPair, withLockPair }
+}
 
-  const lockfile = require('proper-lockfile')
-  const target = path.join(dir, 'proper-lockfile-target')
-  fs.writeFileSync(target, '')
-  const properPair = await perOp(200, 3, async () => (await lockfile.lock(target, { realpath: false }))())
-  console.log('cross-process alternative:')
-  console.log(`  proper-lockfile lock() + unlock()          ${properPair.toFixed(1).padStart(9)} ns/op   ${(properPair / asyncPair).toFixed(0)}x await lock()+release(), ${(properPair / syncPair).toFixed(0)}x tryLock()+release()`)
+function inspection(mutex, tryPair) {
+  console.log('inspection, per call:')
+  const state = perOpSync(scaled(50_000), 9, () => mutex.state())
+  const stale = perOpSync(scaled(50_000), 9, () => mutex.isStale())
+  row('state()', duration(state), `${(state / tryPair).toFixed(1)}x tryLock()+release()`)
+  row('isStale()', duration(stale), `${(stale / tryPair).toFixed(1)}x tryLock()+release() (a stat of the path)`)
+}
 
-  const samples = await handoffLatency(path.join(dir, 'handoff.lock'), 200)
-  console.log('contended handoff between two processes (release -> waiter promise resolved):')
-  console.log(`  p50 ${median(samples).toFixed(1)} us   p90 ${pct(samples, 0.9).toFixed(1)} us   p99 ${pct(samples, 0.99).toFixed(1)} us   (${samples.length} rounds)`)
+async function contention(dir, peers) {
+  const windowMs = QUICK ? 150 : 500
+  const rounds = QUICK ? 1 : 3
+  console.log(`two processes contending, critical section pread+pwrite, acquisitions/s (median of ${rounds} x ${windowMs} ms):`)
+  const results = {}
+  for (const impl of IMPLS) {
+    const runs = []
+    for (let r = 0; r < rounds; r++) runs.push(await contended(impl, dir, windowMs))
+    const lost = runs.reduce((sum, run) => sum + run.lost, 0)
+    const waited = runs[0].waited === undefined ? undefined : median(runs.map((run) => run.waited))
+    results[impl] = { perSecond: median(runs.map((run) => run.perSecond)), lost, waited }
+  }
+  for (const mode of ['sync', 'async']) {
+    const ours = results[`robust-mutex ${mode}`].perSecond
+    for (const [impl, { perSecond, lost, waited }] of Object.entries(results)) {
+      if (!impl.endsWith(` ${mode}`)) continue
+      const versus = impl.startsWith('robust-mutex')
+        ? `${(waited * 100).toFixed(1)}% of acquisitions waited for the other process`
+        : `robust-mutex ${mode} does ${(ours / perSecond).toFixed(1)}x`
+      row(impl, `${(perSecond / 1000).toFixed(1)}k/s`, lost ? `LOST UPDATES: ${lost}` : versus)
+    }
+  }
+  for (const peer of peers) {
+    if (peer.skipped) continue
+    if (peer.lockPathAsync) row(peer.name, 'not run', 'fails instead of waiting when held (retries are timed back-offs)')
+  }
+  return results
+}
 
+async function scale(dir) {
+  const n = scaled(10_000)
+  console.log(`scale (${n.toLocaleString('en')}):`)
+  const waiters = await pendingWaiters(path.join(dir, 'waiters.lock'), n)
+  row(`${n} pending lock() on one handle: heap per call`, `${waiters.bytesPerWaiter.toFixed(0)} B`,
+    `holder in another process; granted ${waiters.fifo ? 'in FIFO order (checked)' : 'OUT OF ORDER'}, ${duration(waiters.nsPerGrant)} per grant draining`)
+  const open = manyOpen(path.join(dir, 'many'), n)
+  const at = (pairs) => pairs.map(([k, ns]) => `${duration(ns)} at ${k.toLocaleString('en')}`).join(', ')
+  row(`${n} open mutexes: open (existing file)`, duration(open.perOpen.at(-1)[1]), at(open.perOpen))
+  row(`${n} open mutexes: open creating the file`, duration(open.createPerOpen.at(-1)[1]), at(open.createPerOpen))
+  row('  per open mutex: descriptors', open.fdsPerMutex.toFixed(2))
+  row('  per open mutex: JS heap', `${open.heapPerMutex.toFixed(0)} B`, `anonymous resident ${open.anonPerMutex.toFixed(0)} B (native table, mapping bookkeeping); the mapping itself: one 4 KiB page of the file`)
+  row('  close()', duration(open.perClose))
+  return { waiters, open }
+}
+
+async function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-bench-'))
+  const mutex = SharedMutex.open(path.join(dir, 'bench.lock'))
+  const peerFile = path.join(dir, 'peer-target')
+  fs.writeFileSync(peerFile, '')
+  console.log(`robust-mutex bench${QUICK ? ' (quick)' : ''} on ${os.cpus().length} x ${os.cpus()[0].model.trim()}, Node ${process.version}, load average ${load()}\n`)
+  const peers = loadPeers()
+  for (const peer of peers) if (peer.skipped) console.log(`  skipped: ${peer.skipped}`)
+
+  const { tryPair } = uncontendedSync(mutex, peers, peerFile)
+  await uncontendedAsync(mutex, peers, peerFile)
+  inspection(mutex, tryPair)
+  await contention(dir, peers)
+
+  const { samples, stages, releaseCalls } = await handoffLatency(path.join(dir, 'handoff.lock'), scaled(300))
+  console.log('handoff between two processes (release() there -> await lock() resolved here), stages as medians:')
+  row(`p50 of ${samples.length}`, `${median(samples).toFixed(1)} µs`,
+    `p90 ${percentile(samples, 0.9).toFixed(1)} µs, p99 ${percentile(samples, 0.99).toFixed(1)} µs`)
+  for (const stage of stages) {
+    row(`  ${stage.name}`, `${median(stage.samples).toFixed(1)} µs`, `p90 ${percentile(stage.samples, 0.9).toFixed(1)} µs`)
+  }
+  row('  (the holder\'s own release() call took)', `${median(releaseCalls).toFixed(1)} µs`, 'its futex wake may switch to the woken thread first')
+
+  await scale(dir)
   mutex.close()
   fs.rmSync(dir, { recursive: true, force: true })
 
-  // 5. robust-mutex/pg against advisory-lock on an embedded PostgreSQL (scripts/bench-pg.cjs).
-  const pg = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'bench-pg.cjs')], { stdio: 'inherit' })
-  const code = await new Promise((resolve) => pg.on('exit', resolve))
-  if (code !== 0) process.exitCode = 1
+  console.log('Rust guard vs raw pthread calls on the same mapping (cargo run --release --example bench):')
+  const rust = rustGuardVsPthread(QUICK ? 200_000 : 2_000_000)
+  if (rust.skipped) console.log(`  skipped: ${rust.skipped}`)
+  else for (const line of rust.lines) console.log(`  ${line.trim()}`)
+
+  // robust-mutex/pg against advisory-lock on an embedded PostgreSQL (a process of its own: it
+  // starts the server through the test harness, which needs tsx).
+  const pg = require('node:child_process').spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'bench-pg.cjs')], { stdio: 'inherit' })
+  if ((await new Promise((resolve) => pg.on('exit', resolve))) !== 0) process.exitCode = 1
+  console.log(`\nload average at the end: ${load()}`)
 }
 
-if (process.argv[2] === 'handoff-child') handoffChild(process.argv[3])
-else main()
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})

@@ -1,7 +1,13 @@
 #!/usr/bin/env node
-// npm run pack:all: every publishable tarball, written to dist/:
-//   robust-mutex-<version>.tgz                    the JavaScript package (index, loader, typings)
-//   robust-mutex-linux-<arch>-<libc>-<version>.tgz  one per prebuilt addon (npm run build:all)
+// npm run pack:all [-- --all]: every publishable tarball, written to dist/:
+//   robust-mutex-<version>.tgz              the JavaScript package (index, loader, typings)
+//   robust-mutex-<platform>-<version>.tgz   one per prebuilt addon in npm/<platform>/ (build:all)
+//
+// The four Linux addons are required (build:all makes them on any Linux machine); the others
+// (macOS, Windows) are packed when their addon is there and listed as skipped otherwise, and then
+// the main package's optionalDependencies leave them out too (napi's prepublish refuses a
+// package without its addon): such a set is for testing, not publishing. With `--all` (the
+// release workflow, which gathers every addon) a missing one is an error.
 //
 // The main package gets its optionalDependencies from `napi prepublish -t npm
 // --skip-optional-publish`, the napi-rs release step the publish workflow runs too, applied to a
@@ -13,6 +19,8 @@ import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+
+import { TARGET_PLATFORMS } from './dist/platforms.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -41,20 +49,33 @@ mkdirSync(dist, { recursive: true })
 // registry install must never attempt (npm 11 lists it among the scripts a user may approve).
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 delete manifest.scripts.prepare
-writeFileSync(join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
 cpSync(join(root, 'README.md'), join(stage, 'README.md'))
 for (const file of pkg.files) {
   if (file.includes('*')) continue
   if (!existsSync(join(root, file))) fail(`${file} is missing (listed in package.json "files")`)
   cpSync(join(root, file), join(stage, file))
 }
-const platforms = readdirSync(join(root, 'npm')).sort()
-for (const platform of platforms) {
+const requireAll = process.argv.includes('--all')
+const dirs = readdirSync(join(root, 'npm')).sort()
+for (const target of pkg.napi.targets) {
+  if (!dirs.includes(TARGET_PLATFORMS[target])) fail(`napi target ${target} has no npm/${TARGET_PLATFORMS[target]}`)
+}
+const platforms = [] // the ones packed
+const skipped = []
+for (const platform of dirs) {
   const src = join(root, 'npm', platform)
   const addon = `robust-mutex.${platform}.node`
-  if (!existsSync(join(src, addon))) fail(`npm/${platform}/${addon} is missing: run npm run build:all`)
-  cpSync(src, join(stage, 'npm', platform), { recursive: true })
+  if (existsSync(join(src, addon))) {
+    platforms.push(platform)
+    cpSync(src, join(stage, 'npm', platform), { recursive: true })
+  } else if (requireAll || platform.startsWith('linux-')) {
+    fail(`npm/${platform}/${addon} is missing: run npm run build:all`)
+  } else {
+    skipped.push(platform)
+  }
 }
+manifest.napi.targets = manifest.napi.targets.filter((t) => platforms.includes(TARGET_PLATFORMS[t]))
+writeFileSync(join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`)
 
 // The napi-rs release step: adds optionalDependencies (every napi.targets package at this
 // version) to the staged package.json.
@@ -93,4 +114,7 @@ written.unshift(main)
 
 for (const info of written) {
   console.log(`dist/${info.filename}  ${info.size} bytes packed, ${info.unpackedSize} unpacked, ${info.files.length} files`)
+}
+for (const platform of skipped) {
+  console.log(`skipped robust-mutex-${platform}: no npm/${platform}/robust-mutex.${platform}.node (build:all builds it on its own OS; see scripts/build-all.sh), so the main package here does not name it`)
 }

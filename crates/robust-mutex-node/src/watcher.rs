@@ -19,6 +19,7 @@ use napi::{Env, JsDeferred};
 use robust_mutex::{CancelToken, SharedMutex};
 
 use crate::errors::{coded, to_napi};
+use crate::trace::{self, Point};
 
 /// A watch needs little stack (a futex wait and a few checks); the default is 2 MiB per thread.
 const WATCHER_STACK: usize = 128 * 1024;
@@ -143,9 +144,14 @@ impl Pool {
 
 fn run(Job { mutex, watch: Watch { cancel, deferred } }: Job) {
     let result = mutex.wait_released(None, &cancel);
+    trace::mark(Point::Woke);
     cancel.cancel(); // finished: no longer counts as busy
     match result {
-        Ok(()) => deferred.resolve(Box::new(|_| Ok(()))),
+        Ok(()) => deferred.resolve(Box::new(|_| {
+            trace::mark(Point::OnJsThread);
+            Ok(())
+        })),
         Err(err) => deferred.reject(to_napi(err)),
     }
+    trace::mark(Point::Queued);
 }

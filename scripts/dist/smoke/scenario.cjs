@@ -22,10 +22,15 @@ function startHolder(path) {
   })
 }
 
-/** The addon file this process mapped (which platform package was loaded). */
+/** The addon file this process loaded (which platform package), with `/` separators. */
 function loadedAddon() {
-  const line = readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => /robust-mutex\.[\w-]+\.node$/.test(l))
-  return line ? line.split(/\s+/).pop() : null
+  if (process.platform === 'linux') {
+    const line = readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => /robust-mutex\.[\w-]+\.node$/.test(l))
+    return line ? line.split(/\s+/).pop() : null
+  }
+  // No /proc elsewhere: Node's module cache holds the addon it loaded (Bun runs on Linux only here).
+  const file = Object.keys(require.cache).find((k) => /robust-mutex\.[\w-]+\.node$/.test(k))
+  return file ? file.replace(/\\/g, '/') : null
 }
 
 async function run(SharedMutex, UnsupportedError, label) {
