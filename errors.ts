@@ -138,6 +138,33 @@ export class AbortError extends RobustMutexError {
 }
 AbortError.prototype.name = 'AbortError'
 
+/** The database could not be reached, refused the login, or dropped the connection (`robust-mutex/pg`); `cause` is the driver's error. */
+export class ConnectionError extends RobustMutexError {
+  declare readonly code: 'ECONNECTION'
+  constructor(message = 'the database connection failed', options?: { cause?: unknown }) {
+    super('ECONNECTION', message, options)
+  }
+}
+ConnectionError.prototype.name = 'ConnectionError'
+
+/** The database holds a `robust_mutex` schema this version cannot use (a newer one, or not ours). Left unchanged. */
+export class SchemaError extends RobustMutexError {
+  declare readonly code: 'ESCHEMA'
+  constructor(message = 'the robust_mutex schema is of an unsupported version', options?: { cause?: unknown }) {
+    super('ESCHEMA', message, options)
+  }
+}
+SchemaError.prototype.name = 'SchemaError'
+
+/** Two mutex names hash to the same advisory lock key; rename one of them. */
+export class KeyCollisionError extends RobustMutexError {
+  declare readonly code: 'EKEYCOLLISION'
+  constructor(message = 'another mutex name uses the same advisory lock key', options?: { cause?: unknown }) {
+    super('EKEYCOLLISION', message, options)
+  }
+}
+KeyCollisionError.prototype.name = 'KeyCollisionError'
+
 const byCode: Record<string, new (message: string) => RobustMutexError> = {
   ETIMEDOUT: TimeoutError,
   EDEADLK: DeadlockError,
@@ -152,6 +179,9 @@ const byCode: Record<string, new (message: string) => RobustMutexError> = {
   ESTALE: StaleError,
   ECLOSED: ClosedError,
   ERELEASED: ReleasedError,
+  ECONNECTION: ConnectionError,
+  ESCHEMA: SchemaError,
+  EKEYCOLLISION: KeyCollisionError,
 }
 
 // Argument conversions napi-rs reports with its status as `code`: bad types from JavaScript.

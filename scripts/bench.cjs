@@ -9,6 +9,7 @@
 //   handoff latency between two processes (scripts/bench/handoff.cjs)
 //   scale: 10,000 pending lock() calls, 10,000 open mutexes (scripts/bench/scale.cjs)
 //   the Rust guard vs raw pthread calls (scripts/bench/rust.cjs)
+//   robust-mutex/pg vs advisory-lock on an embedded PostgreSQL (scripts/bench-pg.cjs)
 //
 // `node scripts/bench.cjs quick` runs fewer iterations (a smoke run; figures are rougher).
 'use strict'
@@ -204,6 +205,11 @@ async function main() {
   const rust = rustGuardVsPthread(QUICK ? 200_000 : 2_000_000)
   if (rust.skipped) console.log(`  skipped: ${rust.skipped}`)
   else for (const line of rust.lines) console.log(`  ${line.trim()}`)
+
+  // robust-mutex/pg against advisory-lock on an embedded PostgreSQL (a process of its own: it
+  // starts the server through the test harness, which needs tsx).
+  const pg = require('node:child_process').spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'bench-pg.cjs')], { stdio: 'inherit' })
+  if ((await new Promise((resolve) => pg.on('exit', resolve))) !== 0) process.exitCode = 1
   console.log(`\nload average at the end: ${load()}`)
 }
 

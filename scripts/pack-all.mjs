@@ -104,7 +104,7 @@ for (const platform of platforms) {
 const main = pack(stage)
 const mainFiles = main.files.map((f) => f.path)
 if (mainFiles.some((f) => f.endsWith('.node'))) fail(`${main.filename} carries a native addon`)
-for (const want of ['index.js', 'index.d.ts', 'native.js', 'errors.js', 'cli.js', 'binding.js', 'LICENSE-MIT', 'LICENSE-APACHE', 'README.md']) {
+for (const want of ['index.js', 'index.d.ts', 'native.js', 'errors.js', 'cli.js', 'pg.js', 'pg.d.ts', 'binding.js', 'LICENSE-MIT', 'LICENSE-APACHE', 'README.md']) {
   if (!mainFiles.includes(want)) fail(`${main.filename} lacks ${want}`)
 }
 for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) {

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 peers=scripts/bench/peers
-if [[ ! -d $peers/node_modules/proper-lockfile ]]; then
+if [[ ! -d $peers/node_modules/proper-lockfile || ! -d $peers/node_modules/advisory-lock ]]; then
   npm install --prefix "$peers" --no-audit --no-fund --loglevel=error
   npm rebuild --prefix "$peers" fs-ext os-lock --foreground-scripts --loglevel=error >/dev/null ||
     echo "bench: fs-ext/os-lock did not build; their rows are skipped" >&2
