@@ -1,0 +1,228 @@
+// Adversarial review of robust-mutex/pg (issue 9). Each test names a defect found in pg.ts and
+// FAILS ON PURPOSE until that defect is fixed; see /work/notes/9-pg-review.md. Same embedded
+// PostgreSQL harness as pg.test.ts.
+import { spawn } from 'node:child_process'
+import * as path from 'node:path'
+
+import test from 'ava'
+import { Pool } from 'pg'
+
+import { PgMutex, SchemaError, TimeoutError, type PgLockGuard } from '../pg'
+import { advisoryLockers, eventually, tcpProxy } from './pg-helpers'
+import { startPg, type PgServer } from './pg-server'
+
+const REVIEW_CHILD = path.join(__dirname, 'fixtures', 'pg-review-child.ts')
+// pg.ts's SCHEMA_LOCK_KEY (not exported): the transaction-level lock schema creation waits on.
+const SCHEMA_LOCK_KEY = '-3739402856245061633'
+
+let server: PgServer
+test.before(async () => {
+  server = await startPg()
+})
+test.after.always(async () => {
+  await server?.stop()
+})
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** How a promise ended, without letting a rejection escape: the guard, or the error. */
+function outcomeOf<T>(p: Promise<T>): { settled: () => boolean; result: Promise<T | Error> } {
+  let done = false
+  const result = p.then(
+    (v) => ((done = true), v),
+    (e: Error) => ((done = true), e),
+  )
+  return { settled: () => done, result }
+}
+
+// setTimeout caps its delay at 2^31-1 ms; a longer one fires after 1 ms (TimeoutOverflowWarning).
+// Any timeout above ~2^31 ms (24.8 days) is affected.
+// pg.ts caps lock_timeout at 2^31-1 but arms its client-side backstop at lockTimeoutMs + 20.
+test('DEFECT lock({ timeout: 2**32 }) rejects TimeoutError at once: the backstop timer overflows setTimeout', async (t) => {
+  const name = 'review-timeout-overflow'
+  const a = PgMutex.open(name, { connectionString: server.url })
+  const b = PgMutex.open(name, { connectionString: server.url })
+  const admin = await server.admin()
+  try {
+    const held = await a.lock()
+    const waiting = outcomeOf(b.lock({ timeout: 2 ** 32 }))
+    // B either waits in the server for A's lock (correct) or has already given up.
+    await eventually(async () => waiting.settled() || (await advisoryLockers(admin, name)).waiters.length === 1, 'b waits or settles')
+    await held.release()
+    const got = await waiting.result
+    t.false(got instanceof Error, `a ~24.8-day timeout timeout must wait for the holder; got ${String(got)}`)
+    if (!(got instanceof Error)) await (got as PgLockGuard).release()
+  } finally {
+    await admin.end()
+    await a.close()
+    await b.close()
+  }
+})
+
+// acquire_v1 takes the advisory lock first, then reads the row FOR UPDATE. A lock_timeout that
+// expires on that row/table lock (the role's own lock_timeout for tryLock, the wait's timeout for
+// lock()) raises 55P03 with the SESSION advisory lock already granted (rollback does not undo it);
+// #acquireOn treats 55P03 as "nothing taken" and returns the client to the pool with give(false).
+// An ACCESS EXCLUSIVE table lock is what VACUUM FULL, CLUSTER, ALTER TABLE or TRUNCATE take.
+test('DEFECT a lock_timeout after the advisory grant returns a pooled client still holding the lock', async (t) => {
+  const name = 'review-leak-after-grant'
+  // A role/database `SET lock_timeout` is common practice; set per connection here.
+  const pool = new Pool({ connectionString: server.url, options: '-c lock_timeout=300', idleTimeoutMillis: 0 })
+  pool.on('error', () => {})
+  const mutex = PgMutex.open(name, { pool })
+  const other = PgMutex.open(name, { connectionString: server.url })
+  const admin = await server.admin()
+  const dba = await server.admin(server.url)
+  try {
+    await (await mutex.lock()).release() // schema and row exist
+    await dba.query('BEGIN')
+    await dba.query('LOCK TABLE robust_mutex.mutexes IN ACCESS EXCLUSIVE MODE')
+    const tried = await outcomeOf(mutex.tryLock()).result
+    t.log(`tryLock while the table was locked: ${String(tried)}`)
+    await dba.query('COMMIT')
+    if (tried && !(tried instanceof Error)) await tried.release()
+    const { holders } = await advisoryLockers(admin, name)
+    t.deepEqual(holders, [], 'nobody holds the mutex, yet a session of our pool holds its advisory lock')
+    const guard = await other.tryLock()
+    t.truthy(guard, 'another handle (process) cannot take a mutex nobody holds')
+    await guard?.release()
+  } finally {
+    await dba.end()
+    await admin.end()
+    await other.close()
+    await mutex.close()
+    await pool.end()
+  }
+})
+
+// state().locked reads pg_locks without `database = current database`: advisory locks are per
+// database, so a holder of the same name in another database of the cluster shows here.
+test('DEFECT state() reports locked when the same name is held in another database of the server', async (t) => {
+  const name = 'review-other-database'
+  const otherUrl = await server.database('review_other_db')
+  const here = PgMutex.open(name, { connectionString: server.url })
+  const there = PgMutex.open(name, { connectionString: otherUrl })
+  try {
+    const theirs = await there.lock()
+    const mine = await here.tryLock() // proof that the two are independent locks
+    t.truthy(mine, 'the two databases do not share the advisory lock')
+    await mine?.release()
+    const state = await here.state()
+    t.false(state.locked, 'nobody holds this database\'s mutex, but state() says locked')
+    await theirs.release()
+  } finally {
+    await here.close()
+    await there.close()
+  }
+})
+
+// A robust_mutex.meta that is not ours (no `version` column) fails the fast-path read with 42703,
+// which #connect reports as a ConnectionError ("cannot read the robust_mutex schema").
+test('DEFECT a foreign robust_mutex.meta table is reported as a ConnectionError, not SchemaError', async (t) => {
+  const url = await server.database('review_foreign_meta')
+  const admin = await server.admin(url)
+  await admin.query('CREATE SCHEMA robust_mutex; CREATE TABLE robust_mutex.meta (k text)')
+  await admin.end()
+  const mutex = PgMutex.open('x', { connectionString: url })
+  try {
+    await t.throwsAsync(mutex.lock(), { instanceOf: SchemaError })
+  } finally {
+    await mutex.close()
+  }
+})
+
+// timeout 0 means "do not wait" (mode 'try'), but #acquire passes no limit to #connectWithin for
+// 'try': with every pooled client in use, lock({ timeout: 0 }) and tryLock() queue for a client
+// until the holder releases, then take the lock. They should fail at once (TimeoutError / null).
+test('DEFECT lock({ timeout: 0 }) and tryLock() wait for a free pooled client without limit', async (t) => {
+  const name = 'review-try-exhausted-pool'
+  const pool = new Pool({ connectionString: server.url, max: 1 })
+  pool.on('error', () => {})
+  const a = PgMutex.open(name, { pool })
+  const b = PgMutex.open(name, { pool })
+  try {
+    const held = await a.lock()
+    const zero = outcomeOf(b.lock({ timeout: 0 }))
+    const tried = outcomeOf(b.tryLock())
+    // Not a speed claim: both must be decided while A still holds; A holds them for 3 s.
+    await sleep(3000)
+    const decidedWhileHeld = { zero: zero.settled(), tried: tried.settled() }
+    await held.release()
+    // One pooled client: each late guard must be released before the other can go on.
+    const z = await zero.result
+    if (!(z instanceof Error)) await z.release()
+    const tr = await tried.result
+    if (tr && !(tr instanceof Error)) await tr.release()
+    t.deepEqual(decidedWhileHeld, { zero: true, tried: true }, 'still waiting for a pooled client 3 s after a no-wait attempt')
+    t.true(z instanceof TimeoutError, `lock({ timeout: 0 }) while held: ${String(z)}`)
+    t.is(tr, null, `tryLock() while held: ${String(tr)}`)
+  } finally {
+    await a.close()
+    await b.close()
+    await pool.end()
+  }
+})
+
+/** Runs pg-review-child.ts; resolves its output lines and exit status. */
+function reviewChild(mode: 'reset' | 'lock', url: string, name: string) {
+  const proc = spawn(process.execPath, ['--import', 'tsx', REVIEW_CHILD, mode, url, name], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
+  const exited = new Promise<{ code: number | null; out: string; err: string }>((resolve) =>
+    proc.on('close', (code) => resolve({ code, out, err })),
+  )
+  return { proc, started: () => out.includes('started'), exited }
+}
+
+// pg-pool removes its idle 'error' listener while a client is checked out, and a pg Client emits
+// 'error' synchronously when its socket fails. pg.ts listens during a wait and a hold, but not on
+// the client reset() uses, nor during the schema check of a handle's first use: a network failure
+// there is an uncaught exception that kills the process instead of a ConnectionError.
+test('DEFECT a connection cut while reset() waits crashes the process (no error listener)', async (t) => {
+  const name = 'review-reset-cut'
+  const proxy = await tcpProxy(server.port)
+  const holder = PgMutex.open(name, { connectionString: server.url })
+  const admin = await server.admin()
+  const child = reviewChild('reset', server.url.replace(`:${server.port}/`, `:${proxy.port}/`), name)
+  try {
+    const held = await holder.lock()
+    await eventually(async () => (await advisoryLockers(admin, name)).waiters.length === 1, 'reset waits for the lock')
+    proxy.cut()
+    const { code, out, err } = await child.exited
+    await held.release()
+    t.log(err.split('\n').slice(0, 3).join('\n'))
+    t.regex(out, /ended rejected ECONNECTION/, 'reset() should reject a ConnectionError, not crash the process')
+    t.is(code, 0)
+  } finally {
+    child.proc.kill('SIGKILL')
+    await admin.end()
+    await holder.close()
+    await proxy.close()
+  }
+})
+
+test('DEFECT a connection cut during the first lock()\'s schema check crashes the process (no error listener)', async (t) => {
+  const url = await server.database('review_schema_cut')
+  const proxy = await tcpProxy(server.port)
+  const admin = await server.admin(url)
+  // Schema creation waits on SCHEMA_LOCK_KEY: hold it so the child's first lock() waits there.
+  await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`)
+  const child = reviewChild('lock', url.replace(`:${server.port}/`, `:${proxy.port}/`), 'x')
+  try {
+    await eventually(async () => {
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+      return rows[0].n === 1
+    }, 'the first lock() waits in schema creation')
+    proxy.cut()
+    const { code, out, err } = await child.exited
+    t.log(err.split('\n').slice(0, 3).join('\n'))
+    t.regex(out, /ended rejected ECONNECTION/, 'lock() should reject a ConnectionError, not crash the process')
+    t.is(code, 0)
+  } finally {
+    child.proc.kill('SIGKILL')
+    await admin.end()
+    await proxy.close()
+  }
+})
