@@ -226,3 +226,52 @@ test('DEFECT a connection cut during the first lock()\'s schema check crashes th
     await proxy.close()
   }
 })
+
+// checkName counts UTF-8 bytes but accepts lone surrogates; Node's UTF-8 encoder (the hash and
+// the query parameter alike) turns each into U+FFFD, so distinct names share one lock and one row:
+// "merged", which the key-collision policy promises never happens.
+test('DEFECT names with different lone surrogates are merged into one mutex', async (t) => {
+  const a = PgMutex.open('review-\uD800', { connectionString: server.url })
+  const b = PgMutex.open('review-\uDBFF', { connectionString: server.url })
+  try {
+    const held = await a.lock()
+    const other = await b.tryLock()
+    await other?.release()
+    await held.release()
+    t.truthy(other, 'a differently named mutex was busy: both names map to one lock')
+  } finally {
+    await a.close()
+    await b.close()
+  }
+})
+
+// #abandon awaits the cancelled acquire query with no bound, and close() awaits #abandon. When the
+// network dies silently (no RST/FIN) the query's answer never arrives: close() never returns and
+// the pooled client stays checked out (pg's keepAlive uses the OS default, 2 h idle).
+test('DEFECT close() after an aborted wait over a silently dead network never returns', async (t) => {
+  const name = 'review-frozen-abort'
+  const proxy = await tcpProxy(server.port)
+  const holder = PgMutex.open(name, { connectionString: server.url })
+  const waiter = PgMutex.open(name, { connectionString: server.url.replace(`:${server.port}/`, `:${proxy.port}/`) })
+  const admin = await server.admin()
+  let closing: ReturnType<typeof outcomeOf<void>> | undefined
+  try {
+    const held = await holder.lock()
+    const controller = new AbortController()
+    const waiting = waiter.lock({ signal: controller.signal })
+    await eventually(async () => (await advisoryLockers(admin, name)).waiters.length === 1, 'the waiter queues')
+    proxy.freeze()
+    controller.abort()
+    await t.throwsAsync(waiting, { name: 'AbortError' })
+    closing = outcomeOf(waiter.close())
+    // A hang detector, not a speed claim: 20 s is far beyond any cleanup that is bounded.
+    const closed = await eventually(() => closing!.settled(), 'close() after the abort returns', 20_000).then(() => true, () => false)
+    t.true(closed, 'close() is stuck behind the abandoned wait\'s cleanup')
+    await held.release()
+  } finally {
+    await proxy.close() // ends the frozen connection: the stuck cleanup can finish now
+    await closing?.result
+    await admin.end()
+    await holder.close()
+  }
+})
