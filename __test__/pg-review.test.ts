@@ -275,3 +275,33 @@ test('DEFECT close() after an aborted wait over a silently dead network never re
     await holder.close()
   }
 })
+
+// acquire_v1 waits for the advisory lock and then reads the row FOR UPDATE in ONE statement. Under
+// a database default of REPEATABLE READ (or SERIALIZABLE) the transaction snapshot is taken when
+// that statement starts, before the wait: the row the previous holder updated meanwhile is a
+// concurrent update (40001), so every contended handoff fails with a ConnectionError.
+test('DEFECT with default_transaction_isolation = repeatable read every contended handoff fails', async (t) => {
+  const name = 'review-repeatable-read'
+  const url = await server.database('review_rr')
+  const admin = await server.admin()
+  await admin.query(`ALTER DATABASE review_rr SET default_transaction_isolation = 'repeatable read'`)
+  const a = PgMutex.open(name, { connectionString: url })
+  const b = PgMutex.open(name, { connectionString: url })
+  try {
+    await (await a.lock()).release() // the row exists
+    const held = await a.lock()
+    const waiting = outcomeOf(b.lock())
+    await eventually(async () => waiting.settled() || (await advisoryLockers(admin, name)).waiters.length === 1, 'b waits')
+    await held.release()
+    const got = await waiting.result
+    t.false(got instanceof Error, `the waiter should get the lock; got ${String(got)}`)
+    if (!(got instanceof Error)) {
+      t.false(got.ownerDied)
+      await got.release()
+    }
+  } finally {
+    await admin.end()
+    await a.close()
+    await b.close()
+  }
+})
