@@ -50,7 +50,7 @@ test('DEFECT lock({ timeout: 2**32 }) rejects TimeoutError at once: the backstop
     await eventually(async () => waiting.settled() || (await advisoryLockers(admin, name)).waiters.length === 1, 'b waits or settles')
     await held.release()
     const got = await waiting.result
-    t.false(got instanceof Error, `a ~24.8-day timeout timeout must wait for the holder; got ${String(got)}`)
+    t.false(got instanceof Error, `a 2^32 ms timeout must wait for the holder; got ${String(got)}`)
     if (!(got instanceof Error)) await (got as PgLockGuard).release()
   } finally {
     await admin.end()
@@ -74,7 +74,9 @@ test('DEFECT a lock_timeout after the advisory grant returns a pooled client sti
   const admin = await server.admin()
   const dba = await server.admin(server.url)
   try {
-    await (await mutex.lock()).release() // schema and row exist
+    // Schema and row created without the lock_timeout (see the schema-creation defect below).
+    await (await other.lock()).release()
+    await (await mutex.lock()).release()
     await dba.query('BEGIN')
     await dba.query('LOCK TABLE robust_mutex.mutexes IN ACCESS EXCLUSIVE MODE')
     const tried = await outcomeOf(mutex.tryLock()).result
@@ -303,5 +305,37 @@ test('DEFECT with default_transaction_isolation = repeatable read every contende
     await admin.end()
     await a.close()
     await b.close()
+  }
+})
+
+// ensureSchema waits on SCHEMA_LOCK_KEY (another process creating the schema) under the session's
+// lock_timeout: with a role/database lock_timeout, a first lock() racing another creator fails with
+// a SchemaError ("cannot create the robust_mutex schema: canceling statement due to lock timeout"),
+// which reads as permanent, instead of waiting the few milliseconds the other creation takes.
+test('DEFECT a role lock_timeout turns a schema-creation race into SchemaError', async (t) => {
+  const url = await server.database('review_schema_lock_timeout')
+  const admin = await server.admin(url)
+  const pool = new Pool({ connectionString: url, options: '-c lock_timeout=300' })
+  pool.on('error', () => {})
+  const mutex = PgMutex.open('x', { pool })
+  try {
+    await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`) // another process is creating it
+    const first = outcomeOf(mutex.lock())
+    await eventually(async () => {
+      if (first.settled()) return true
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+      return rows[0].n === 1
+    }, 'the first lock() waits for the other creator')
+    // The other creation takes longer than the lock_timeout (as it did under load in this very
+    // file, where a concurrent test's first lock() under lock_timeout=300 failed so): 1 s.
+    await sleep(1000)
+    await admin.query(`SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`)
+    const got = await first.result
+    t.false(got instanceof Error, `the first lock() should wait for the other creator; got ${String(got)}`)
+    if (!(got instanceof Error)) await got.release()
+  } finally {
+    await admin.end()
+    await mutex.close()
+    await pool.end()
   }
 })
