@@ -339,3 +339,49 @@ test('DEFECT a role lock_timeout turns a schema-creation race into SchemaError',
     await pool.end()
   }
 })
+
+// When an aborted wait's acquire wins the race with the cancel, #abandon writes the row back as
+// `held` (the mutex stays abandoned, right) through finish_v1, which keeps holder_host/pid/since:
+// those acquire_v1 just overwrote with the ABORTED WAITER's. state().holder then names a live
+// process that never held the lock instead of the one that died. The abort is made to land right
+// after the acquire is sent (before any answer can be read), so the grant wins deterministically.
+test('DEFECT an aborted acquire that won the grant replaces the dead holder\'s identity with its own', async (t) => {
+  const name = 'review-abandoned-holder'
+  const admin = await server.admin(server.url)
+  const real = new Pool({ connectionString: server.url })
+  real.on('error', () => {})
+  const controller = new AbortController()
+  let armed = false
+  // A pool whose clients abort the wait right after pg.ts sends its acquire.
+  const pool = {
+    connect: async () => {
+      const client = await real.connect()
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown
+      ;(client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const sent = query(...args)
+        if (armed && String(args[0]).includes('acquire_v1')) {
+          armed = false
+          queueMicrotask(() => controller.abort()) // after pg.ts attached its abort listener
+        }
+        return sent
+      }
+      return client
+    },
+  }
+  const mutex = PgMutex.open(name, { pool })
+  try {
+    await (await mutex.lock()).release() // the row exists
+    // Its holder died inside the critical section: what a SIGKILLed holder leaves.
+    await admin.query(`UPDATE robust_mutex.mutexes SET state = 'held', holder_host = 'dead-host', holder_pid = 999999 WHERE name = $1`, [name])
+    armed = true
+    await t.throwsAsync(mutex.lock({ signal: controller.signal }), { name: 'AbortError' })
+    await eventually(async () => (await advisoryLockers(admin, name)).holders.length === 0, 'the abandoned wait is cleaned up')
+    const state = await mutex.state()
+    t.true(state.abandoned, 'still abandoned (right)')
+    t.like(state.holder, { host: 'dead-host', pid: 999999 }, `the dead holder is still the one named; got ${JSON.stringify(state.holder)}`)
+  } finally {
+    await mutex.close()
+    await real.end()
+    await admin.end()
+  }
+})
