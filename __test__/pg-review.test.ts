@@ -385,3 +385,55 @@ test('DEFECT an aborted acquire that won the grant replaces the dead holder\'s i
     await admin.end()
   }
 })
+
+// acquire_v1 relies on the session default being a synchronous commit. A database (or role) set
+// to synchronous_commit = off, a common tuning, makes the acquire's commit asynchronous: a server
+// crash loses it, and the next holder is issued the SAME fencing token (and is not told that the
+// previous holder was inside its critical section). The crash: SIGKILL of one backend makes the
+// postmaster reset shared memory (WAL buffers lost) and replay the WAL, as after a power cut.
+// Serial: the crash restart ends every session of the server, and other tests' synchronous
+// commits would flush the WAL before the crash.
+test.serial('DEFECT with synchronous_commit = off on the database a server crash re-issues a fencing token', async (t) => {
+  const name = 'review-async-token'
+  const url = await server.database('review_async_tokens')
+  const admin = await server.admin()
+  const before = PgMutex.open(name, { connectionString: url })
+  let after: PgMutex | undefined
+  let held: PgLockGuard | undefined
+  try {
+    await admin.query('ALTER DATABASE review_async_tokens SET synchronous_commit = off')
+    // The WAL writer flushes async commits every wal_writer_delay: make that the 10 s maximum.
+    await admin.query(`ALTER SYSTEM SET wal_writer_delay = '10s'`)
+    await admin.query('SELECT pg_reload_conf()')
+    await (await before.lock()).release()
+    await admin.query('CHECKPOINT') // everything so far is on disk
+    held = await before.lock()
+    const victim = await server.admin(url)
+    const { rows } = await victim.query('SELECT pg_backend_pid() AS pid')
+    process.kill(rows[0].pid, 'SIGKILL') // crash: the postmaster restarts every backend and recovers
+    await eventually(async () => held!.signal.aborted, 'the holder learns the server crashed')
+    await eventually(async () => {
+      try {
+        const probe = await server.admin(url)
+        await probe.end()
+        return true
+      } catch {
+        return false
+      }
+    }, 'the server is back after crash recovery', 60_000)
+    after = PgMutex.open(name, { connectionString: url })
+    const next = await after.lock({ timeout: 10_000 })
+    await next.release()
+    t.true(next.fencingToken > held.fencingToken, `token ${next.fencingToken} after ${held.fencingToken}: a token handed out before the crash was issued again`)
+    t.true(next.ownerDied, 'the holder at the crash was inside its critical section')
+  } finally {
+    await held?.release().catch(() => {}) // lost in the crash: rejects ConnectionError
+    await admin.end() // its session ended in the crash
+    const fresh = await server.admin()
+    await fresh.query('ALTER SYSTEM RESET wal_writer_delay')
+    await fresh.query('SELECT pg_reload_conf()')
+    await fresh.end()
+    await before.close()
+    await after?.close()
+  }
+})
