@@ -143,14 +143,19 @@ CREATE TABLE IF NOT EXISTS robust_mutex.mutexes (
 );
 -- Takes the advisory lock (waiting at most p_timeout_ms, 0 = no limit; or only trying), then
 -- marks the row held with the next token. Returns the previous state, 'busy' when a try found
--- the lock taken, 'poisoned' (lock given back) when the mutex is poisoned.
+-- the lock taken, 'poisoned' (lock given back) when the mutex is poisoned, and the previous
+-- holder (so that an acquire given up after its grant can put the row back as it was).
+-- search_path is fixed: nothing a caller puts before pg_catalog can stand in for what it calls.
 CREATE OR REPLACE FUNCTION robust_mutex.acquire_v1(
   p_key bigint, p_name text, p_wait boolean, p_timeout_ms integer, p_host text, p_pid integer,
-  OUT outcome text, OUT token bigint)
-LANGUAGE plpgsql AS $$
+  OUT outcome text, OUT token bigint, OUT prev_host text, OUT prev_pid integer, OUT prev_since timestamptz)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_state text;
 BEGIN
+  -- A token must never be issued twice: this commit waits for its WAL flush whatever the
+  -- database's or role's synchronous_commit says.
+  PERFORM set_config('synchronous_commit', 'on', true);
   IF p_wait THEN
     PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
     PERFORM pg_advisory_lock(p_key);
@@ -158,47 +163,62 @@ BEGIN
     outcome := 'busy';
     RETURN;
   END IF;
-  -- Held from here on. An error below leaves the session lock held (session locks ignore
-  -- rollback): the client then closes this connection.
-  -- FOR UPDATE: the previous holder gives the advisory lock back inside its release statement,
-  -- before that statement commits; the row lock waits for that commit and reads its result
-  -- (a plain read would still see 'held' and report a false owner death).
-  SELECT m.state INTO v_state FROM robust_mutex.mutexes m WHERE m.name = p_name FOR UPDATE;
-  IF NOT FOUND THEN
-    INSERT INTO robust_mutex.mutexes (name, lock_key, state, fencing_token, holder_host, holder_pid, since)
-      VALUES (p_name, p_key, 'held', 1, p_host, p_pid, now());
-    outcome := 'released';
-    token := 1;
-    RETURN;
-  END IF;
-  IF v_state = 'poisoned' THEN
+  -- Held from here on. Session locks ignore rollback: any error below (a lock_timeout on the row
+  -- behind a VACUUM FULL or a DBA's lock, ...) gives the lock back before it propagates, so that
+  -- a failed acquire never leaves its connection holding. (A cancel is not caught by OTHERS: the
+  -- client closes the connection then.)
+  BEGIN
+    -- FOR UPDATE: also waits for a concurrent writer of the row (reset, a repair by hand).
+    SELECT m.state, m.holder_host, m.holder_pid, m.since INTO v_state, prev_host, prev_pid, prev_since
+      FROM robust_mutex.mutexes m WHERE m.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+      INSERT INTO robust_mutex.mutexes (name, lock_key, state, fencing_token, holder_host, holder_pid, since)
+        VALUES (p_name, p_key, 'held', 1, p_host, p_pid, now());
+      outcome := 'released';
+      token := 1;
+      RETURN;
+    END IF;
+    IF v_state = 'poisoned' THEN
+      PERFORM pg_advisory_unlock(p_key);
+      outcome := 'poisoned';
+      RETURN;
+    END IF;
+    UPDATE robust_mutex.mutexes
+      SET state = 'held', fencing_token = fencing_token + 1, holder_host = p_host, holder_pid = p_pid, since = now()
+      WHERE name = p_name
+      RETURNING fencing_token INTO token;
+    outcome := v_state;
+  EXCEPTION WHEN OTHERS THEN
     PERFORM pg_advisory_unlock(p_key);
-    outcome := 'poisoned';
-    RETURN;
-  END IF;
-  UPDATE robust_mutex.mutexes
-    SET state = 'held', fencing_token = fencing_token + 1, holder_host = p_host, holder_pid = p_pid, since = now()
-    WHERE name = p_name
-    RETURNING fencing_token INTO token;
-  outcome := v_state;
+    RAISE;
+  END;
 END $$;
 -- Writes the final state of a hold ('released', 'poisoned', or 'held' to leave it abandoned).
--- The client runs it in its own transaction and unlocks after the COMMIT (see releaseSql).
+-- The client runs it in its own transaction and unlocks after the COMMIT (see finishAndUnlock).
 CREATE OR REPLACE FUNCTION robust_mutex.finish_v1(p_name text, p_token bigint, p_state text)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   -- A plain release need not wait for its WAL flush: a server crash that loses it leaves the row
   -- 'held', which the next holder reads as an owner death (true enough: the crash ended every
-  -- session). Acquires (tokens must never repeat) and poisoning stay synchronous.
-  IF p_state = 'released' THEN
-    PERFORM set_config('synchronous_commit', 'off', true);
-  END IF;
+  -- session). Poisoning must survive a crash, whatever the database's default says.
+  PERFORM set_config('synchronous_commit', CASE WHEN p_state = 'released' THEN 'off' ELSE 'on' END, true);
   UPDATE robust_mutex.mutexes
     SET state = p_state,
         holder_host = CASE WHEN p_state = 'released' THEN NULL ELSE holder_host END,
         holder_pid = CASE WHEN p_state = 'released' THEN NULL ELSE holder_pid END,
         since = CASE WHEN p_state = 'released' THEN NULL ELSE since END
+    WHERE name = p_name AND fencing_token = p_token;
+END $$;
+-- Puts back the row of an abandoned mutex as it was (dead holder and all) after an acquire that
+-- won the grant was given up: the mutex stays abandoned, naming the holder that died.
+CREATE OR REPLACE FUNCTION robust_mutex.restore_v1(p_name text, p_token bigint, p_host text, p_pid integer, p_since timestamptz)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM set_config('synchronous_commit', 'on', true);
+  UPDATE robust_mutex.mutexes
+    SET state = 'held', holder_host = p_host, holder_pid = p_pid, since = p_since
     WHERE name = p_name AND fencing_token = p_token;
 END $$;
 INSERT INTO robust_mutex.meta (version) VALUES (${SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
@@ -360,16 +380,46 @@ function sendCancel(client: Client): Promise<void> {
  * The release, in one round trip: the final state is committed *before* the advisory lock is
  * given back, so that the next holder (and `state()`) never sees the lock free with the row still
  * `held`. Several statements in one simple-protocol message, hence literals (the key and token
- * are integers, the state one of ours, the name escaped by the driver). A failed statement skips
- * the rest: the lock then stays held and the caller closes the connection. Result: whether the
- * lock was held.
+ * are integers, the state one of ours, the name escaped by the driver). READ COMMITTED whatever
+ * the database's default isolation. A failed statement skips the rest: the lock then stays held
+ * and the caller closes the connection. Result: whether the lock was held.
  */
 async function finishAndUnlock(client: Client, key: string, name: string, token: bigint, state: 'released' | 'poisoned' | 'held'): Promise<boolean> {
-  const sql =
-    `BEGIN; SELECT robust_mutex.finish_v1(${client.escapeLiteral(name)}, ${token.toString()}, '${state}'); COMMIT; ` +
-    `SELECT pg_advisory_unlock(${BigInt(key).toString()}) AS held`
+  return writeAndUnlock(client, key, `robust_mutex.finish_v1(${client.escapeLiteral(name)}, ${token.toString()}, '${state}')`)
+}
+
+/** Like finishAndUnlock, but puts back the previous (dead) holder of an abandoned mutex. */
+async function restoreAndUnlock(client: Client, key: string, name: string, token: bigint, prev: { host: unknown; pid: unknown; since: unknown }): Promise<boolean> {
+  const lit = (v: unknown) => (v == null ? 'NULL' : client.escapeLiteral(String(v)))
+  return writeAndUnlock(
+    client,
+    key,
+    `robust_mutex.restore_v1(${client.escapeLiteral(name)}, ${token.toString()}, ${lit(prev.host)}, ${lit(prev.pid)}::integer, ${lit(prev.since)}::timestamptz)`,
+  )
+}
+
+async function writeAndUnlock(client: Client, key: string, call: string): Promise<boolean> {
+  const sql = `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT ${call}; COMMIT; SELECT pg_advisory_unlock(${BigInt(key).toString()}) AS held`
   const results = (await client.query(sql)) as unknown as PgTypes.QueryResult[]
   return Boolean(results[results.length - 1].rows[0].held)
+}
+
+/**
+ * After an acquire failed with a lock_timeout: ends the failed transaction and checks that this
+ * session does not hold the advisory lock (acquire_v1 gives it back on any error after its
+ * grant). Whether the client is clean enough to go back to the pool.
+ */
+async function cleanAfterTimeout(client: Client, key: string): Promise<boolean> {
+  try {
+    const k = BigInt(key).toString()
+    const results = (await client.query(
+      `ROLLBACK; SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.locktype = 'advisory' AND l.objsubid = 1
+         AND l.classid = ((${k}::bigint >> 32) & 4294967295)::bigint::oid AND l.objid = (${k}::bigint & 4294967295)::bigint::oid) AS held`,
+    )) as unknown as PgTypes.QueryResult[]
+    return !results[results.length - 1].rows[0].held
+  } catch {
+    return false
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,14 +745,17 @@ export class PgMutex {
     // crashing the process.
     const swallow = () => {}
     client.on('error', swallow)
-    const acquiring = client.query('SELECT outcome, token FROM robust_mutex.acquire_v1($1, $2, $3, $4, $5, $6)', [
-      this.#key,
-      this.name,
-      mode === 'wait',
-      lockTimeoutMs,
-      hostname(),
-      process.pid,
-    ])
+    // One simple-protocol message (hence literals: integers, and text escaped by the driver), in a
+    // READ COMMITTED transaction whatever the database's default: under REPEATABLE READ the
+    // snapshot would predate the wait, and the row the previous holder just wrote would be a
+    // serialization failure.
+    const acquiring = client
+      .query(
+        `BEGIN ISOLATION LEVEL READ COMMITTED; ` +
+          `SELECT outcome, token, prev_host, prev_pid, prev_since::text AS prev_since FROM robust_mutex.acquire_v1(${BigInt(this.#key).toString()}, ` +
+          `${client.escapeLiteral(this.name)}, ${mode === 'wait'}, ${lockTimeoutMs | 0}, ${client.escapeLiteral(hostname())}, ${process.pid | 0}); COMMIT`,
+      )
+      .then((results) => (results as unknown as PgTypes.QueryResult[])[1])
 
     // Giving up (abort, or the timeout before the server's lock_timeout answers): the caller is
     // answered at once; the wait is cancelled and cleaned up in the background (#cleanups).
@@ -720,23 +773,37 @@ export class PgMutex {
     signal?.addEventListener('abort', onAbort, { once: true })
     // The server's lock_timeout normally answers first; this catches a slow answer.
     const timer = mode === 'wait' && lockTimeoutMs > 0
-      ? setTimeout(() => giveUp(new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)), lockTimeoutMs + 20)
+      ? setTimeout(() => giveUp(new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)), Math.min(lockTimeoutMs + 20, MAX_LOCK_TIMEOUT_MS))
       : undefined
     let outcome: string
     let token: bigint | null
+    let failed: unknown
     try {
       const { rows } = await Promise.race([acquiring, givenUp])
       outcome = rows[0].outcome
       token = rows[0].token == null ? null : BigInt(rows[0].token)
     } catch (err) {
       if (err === gaveUp) throw err
-      client.off('error', swallow)
+      failed = err
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
+    }
+    if (failed !== undefined) {
+      const err = failed
       const state = sqlState(err)
       if (state === LOCK_NOT_AVAILABLE) {
-        // lock_timeout expired while waiting: nothing was taken; the connection is clean.
-        give(false)
+        // A lock_timeout: waiting for the advisory lock (nothing taken), or on the row after the
+        // grant (acquire_v1 gave the lock back). The client goes back to the pool only once it
+        // is known not to hold the lock.
+        const clean = await cleanAfterTimeout(client, this.#key)
+        client.off('error', swallow)
+        give(!clean)
+        // A try does not wait: a lock_timeout (the role's, on the row) means "not now".
+        if (mode === 'try') return null
         throw new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)
       }
+      client.off('error', swallow)
       // Anything else may have struck after the session lock was granted: close the session,
       // which drops that lock with it.
       give(true)
@@ -745,21 +812,18 @@ export class PgMutex {
       }
       if (state === QUERY_CANCELED) throw connectionError(`waiting for "${this.name}" was canceled by the server (statement_timeout, or pg_cancel_backend)`, err)
       throw connectionError(`the connection waiting for "${this.name}" failed`, err)
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-      clearTimeout(timer)
     }
     client.off('error', swallow)
-    if (outcome === 'busy') {
+    if (outcome! === 'busy') {
       give(false)
       return null
     }
-    if (outcome === 'poisoned') {
+    if (outcome! === 'poisoned') {
       give(false)
       throw new NotRecoverableError(`the mutex "${this.name}" is poisoned until PgMutex.reset`)
     }
     const hold: Hold = { client, give, key: this.#key, name: this.name, token: token!, heartbeat: this.#heartbeat }
-    return new PgLockGuard(INTERNAL, hold, outcome === 'held')
+    return new PgLockGuard(INTERNAL, hold, outcome! === 'held')
   }
 
   /** Keeps a background cleanup visible to close(). */
@@ -792,7 +856,12 @@ export class PgMutex {
         }
       }
       await once(() => client.query('SELECT 1'))
-      await once(() => finishAndUnlock(client, this.#key, this.name, BigInt(rows[0].token), outcome === 'held' ? 'held' : 'released'))
+      const token = BigInt(rows[0].token)
+      await once(() =>
+        outcome === 'held'
+          ? restoreAndUnlock(client, this.#key, this.name, token, { host: rows[0].prev_host, pid: rows[0].prev_pid, since: rows[0].prev_since })
+          : finishAndUnlock(client, this.#key, this.name, token, 'released'),
+      )
     } catch {
       // Cancelled or broken: closing the connection below drops any lock it had.
     } finally {
