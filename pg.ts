@@ -313,6 +313,8 @@ function lockOptions(options: unknown): { timeout: number | undefined; signal: A
 
 /** Default heartbeat interval while holding (ms). */
 const DEFAULT_HEARTBEAT_MS = 10_000
+/** The least time the cleanup of a given-up wait gets before its connection is destroyed (ms). */
+const MIN_ABANDON_MS = 5_000
 
 function checkOpenOptions(options: unknown): { connectionString?: string; pool?: PgPoolLike; heartbeat: number } {
   const o = checkObject(options, 'options')
@@ -356,12 +358,26 @@ function connectionError(what: string, err: unknown): ConnectionError {
 
 type Client = PgTypes.PoolClient
 
+// pg-pool drops its own 'error' listener while a client is checked out, and a pg Client emits
+// 'error' synchronously when its socket fails: with no listener that is an uncaught exception.
+// Every client this module checks out carries this one from checkout to release (the failure
+// itself reaches the pending query as a rejection).
+const ignoreError = (): void => {}
+
+/** Returns a client to its pool; a broken one keeps the listener (its socket may still fail). */
+function releaseClient(client: Client, broken: boolean): void {
+  if (!broken) client.off('error', ignoreError)
+  client.release(broken)
+}
+
 /** Sends a protocol cancel request for `client`'s running query; resolves once the server has taken it. */
-function sendCancel(client: Client): Promise<void> {
+function sendCancel(client: Client, within: number): Promise<void> {
   const c = client as unknown as { processID: number | null; secretKey: number | null; host: string; port: number }
   if (c.processID == null || c.secretKey == null) return Promise.resolve()
   return new Promise((resolve) => {
     const socket = c.host.startsWith('/') ? net.connect(`${c.host}/.s.PGSQL.${c.port}`) : net.connect(c.port, c.host)
+    // Over a silently dead network neither the connect nor the close ever comes.
+    socket.setTimeout(within, () => socket.destroy())
     socket.on('connect', () => {
       const packet = Buffer.alloc(16)
       packet.writeInt32BE(16, 0)
@@ -482,6 +498,7 @@ export class PgLockGuard implements AsyncDisposable {
       this.#lose(new ConnectionError(`the connection holding "${name}" did not answer a heartbeat within ${heartbeat} ms; the lock may be lost`))
       destroySocket(client)
     }, heartbeat)
+    silence.unref() // like the interval: a held lock alone does not keep the process alive
     client.query('SELECT 1').then(
       () => clearTimeout(silence),
       () => clearTimeout(silence), // a failure also reaches the 'error'/'end' listeners
@@ -578,7 +595,7 @@ export class PgMutex {
     if (o.pool) return new PgMutex(name, o.pool, false, o.heartbeat)
     const pg = loadPg()
     // keepAlive: a dead peer (host gone, cable cut) is noticed by TCP instead of never.
-    const pool = new pg.Pool({ connectionString: o.connectionString, keepAlive: true, max: 64 })
+    const pool = new pg.Pool({ connectionString: o.connectionString, keepAlive: true, keepAliveInitialDelayMillis: 10_000, max: 64 })
     // An idle pooled client whose server went away must not crash the process.
     pool.on('error', () => {})
     return new PgMutex(name, pool, true, o.heartbeat)
@@ -615,7 +632,7 @@ export class PgMutex {
         // lock_timeout, which must not reach a pool's next user.
         throw err instanceof TimeoutError ? err : connectionError(`resetting "${name}" failed`, err)
       } finally {
-        ;(client as Client).release(broken)
+        releaseClient(client, broken)
       }
     } finally {
       await mutex.close()
@@ -634,6 +651,10 @@ export class PgMutex {
     } catch (err) {
       throw connectionError('cannot connect to PostgreSQL', err)
     }
+    if (client === null || typeof client !== 'object' || typeof client.release !== 'function') {
+      throw new TypeError('pool.connect() gave no pooled client (with release()): pass a pg.Pool, not a pg.Client')
+    }
+    client.on('error', ignoreError)
     if (!this.#schema) {
       this.#schema = ensureSchema(client)
       this.#schema.catch(() => (this.#schema = undefined))
@@ -641,7 +662,7 @@ export class PgMutex {
     try {
       await this.#schema
     } catch (err) {
-      client.release(true)
+      releaseClient(client, true)
       throw err instanceof SchemaError ? err : connectionError('cannot read the robust_mutex schema', err)
     }
     return client
@@ -713,7 +734,7 @@ export class PgMutex {
       return await Promise.race([connecting, given])
     } catch (err) {
       // A client that arrives after the wait gave up goes straight back.
-      if (err instanceof AbortError || err instanceof TimeoutError) connecting.then((c) => c.release(), () => {})
+      if (err instanceof AbortError || err instanceof TimeoutError) connecting.then((c) => releaseClient(c, false), () => {})
       throw err
     } finally {
       if (onAbort) signal!.removeEventListener('abort', onAbort)
@@ -733,9 +754,7 @@ export class PgMutex {
       if (given) return
       given = true
       uncount()
-      // A dying client may still emit 'error' (its socket closing) after we let go of it.
-      if (broken) client.on('error', () => {})
-      client.release(broken)
+      releaseClient(client, broken)
     }
     if (signal?.aborted) {
       give(false)
@@ -838,7 +857,12 @@ export class PgMutex {
    * cancel may have struck after the session lock was granted, which a rollback does not undo).
    */
   async #abandon(client: Client, acquiring: Promise<PgTypes.QueryResult>, give: (broken: boolean) => void): Promise<void> {
-    const canceled = sendCancel(client)
+    // Bounded: over a silently dead network no answer ever comes, and close() waits for this.
+    // Destroying the socket fails whatever is pending; the server drops the session (and any
+    // lock it got) when it notices.
+    const within = Math.max(this.#heartbeat || DEFAULT_HEARTBEAT_MS, MIN_ABANDON_MS)
+    const bound = setTimeout(() => destroySocket(client), within)
+    const canceled = sendCancel(client, within)
     try {
       const { rows } = await acquiring
       await canceled
@@ -866,6 +890,7 @@ export class PgMutex {
       // Cancelled or broken: closing the connection below drops any lock it had.
     } finally {
       await canceled
+      clearTimeout(bound)
       give(true)
     }
   }
@@ -883,7 +908,7 @@ export class PgMutex {
            FROM (SELECT 1) one LEFT JOIN robust_mutex.mutexes m ON m.name = $2`,
         [this.#key, this.name],
       )
-      client.release()
+      releaseClient(client, false)
       const row = rows[0]
       const locked = Boolean(row.locked)
       const held = row.state === 'held'
@@ -897,7 +922,7 @@ export class PgMutex {
           : null,
       }
     } catch (err) {
-      client.release(true)
+      releaseClient(client, true)
       throw connectionError(`reading the state of "${this.name}" failed`, err)
     }
   }
