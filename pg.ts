@@ -564,6 +564,14 @@ export class PgLockGuard implements AsyncDisposable {
 // ---------------------------------------------------------------------------------------------
 // PgMutex
 
+/** A pg.Pool with every client checked out and no room for another (false if it does not say). */
+function poolExhausted(pool: unknown): boolean {
+  const p = pool as { totalCount?: unknown; idleCount?: unknown; options?: { max?: unknown } }
+  const max = p.options?.max
+  return typeof p.totalCount === 'number' && typeof p.idleCount === 'number' && typeof max === 'number' && max > 0 &&
+    p.idleCount === 0 && p.totalCount >= max
+}
+
 export class PgMutex {
   readonly name: string
   readonly #key: string
@@ -674,11 +682,14 @@ export class PgMutex {
     this.#checkOpen()
     if (signal?.aborted) throw new AbortError('The lock wait was aborted', { cause: signal.reason })
     const guard = await this.#acquire(timeout === 0 ? 'try' : 'wait', timeout, signal)
-    if (!guard) throw new TimeoutError(`the lock "${this.name}" is held (timeout 0)`)
+    if (!guard) throw new TimeoutError(`the lock "${this.name}" could not be taken without waiting (timeout 0)`)
     return guard
   }
 
-  /** Takes the lock if nobody holds it; null otherwise. */
+  /**
+   * Takes the lock if that needs no waiting; null otherwise: someone holds it, the pg.Pool has no
+   * free client, or a lock_timeout of the role expired on the row (a VACUUM FULL, a DBA's lock).
+   */
   async tryLock(): Promise<PgLockGuard | null> {
     this.#checkOpen()
     return this.#acquire('try', undefined, undefined)
@@ -702,6 +713,9 @@ export class PgMutex {
   async #acquire(mode: 'try' | 'wait', timeout: number | undefined, signal: AbortSignal | undefined): Promise<PgLockGuard | null> {
     this.#busy++
     try {
+      // A try does not wait, not even for a pooled client: none idle and no room for a new one
+      // means "not now" (pools other than pg.Pool, which do not tell, are asked anyway).
+      if (mode === 'try' && poolExhausted(this.#pool)) return null
       const started = performance.now()
       const client = await this.#connectWithin(mode === 'wait' ? timeout : undefined, signal)
       const left = timeout === undefined || timeout === Infinity ? 0 : Math.max(1, Math.ceil(timeout - (performance.now() - started)))
