@@ -252,6 +252,9 @@ async function ensureSchema(client: Queryable): Promise<void> {
   if (seen !== null) return checkVersion(seen)
   await client.query('BEGIN')
   try {
+    // Another process creating the schema is waited for, however long a role's lock_timeout or
+    // statement_timeout says: giving up would read as a permanent SchemaError.
+    await client.query(`SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0`)
     await client.query(`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`)
     const again = await schemaVersion(client)
     if (again === null) await client.query(CREATE_SCHEMA)
