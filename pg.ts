@@ -920,6 +920,7 @@ export class PgMutex {
       const { rows } = await client.query(
         `SELECT m.state, m.fencing_token, m.holder_host, m.holder_pid, m.since,
                 EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                           AND l.classid = (($1::bigint >> 32) & 4294967295)::bigint::oid
                           AND l.objid = ($1::bigint & 4294967295)::bigint::oid) AS locked
            FROM (SELECT 1) one LEFT JOIN robust_mutex.mutexes m ON m.name = $2`,
