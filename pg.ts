@@ -278,6 +278,8 @@ function checkName(name: unknown): string {
   if (typeof name !== 'string') throw new TypeError(`the mutex name must be a string, got ${typeof name}`)
   if (name.length === 0) throw new TypeError('the mutex name must not be empty')
   if (name.includes('\0')) throw new TypeError('the mutex name must not contain NUL characters')
+  // UTF-8 encoding turns every lone surrogate into U+FFFD: two such names would share one lock.
+  if (/\p{Cs}/u.test(name)) throw new TypeError('the mutex name must be well-formed UTF-16 (it contains a lone surrogate)')
   const bytes = Buffer.byteLength(name, 'utf8')
   if (bytes > MAX_NAME_BYTES) throw new RangeError(`the mutex name is ${bytes} bytes long; at most ${MAX_NAME_BYTES} are allowed`)
   return name

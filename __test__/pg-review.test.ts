@@ -229,12 +229,16 @@ test('DEFECT a connection cut during the first lock()\'s schema check crashes th
   }
 })
 
-// checkName counts UTF-8 bytes but accepts lone surrogates; Node's UTF-8 encoder (the hash and
-// the query parameter alike) turns each into U+FFFD, so distinct names share one lock and one row:
-// "merged", which the key-collision policy promises never happens.
+// checkName counted UTF-8 bytes but accepted lone surrogates; Node's UTF-8 encoder (the hash and
+// the query parameter alike) turns each into U+FFFD, so distinct names shared one lock and one row:
+// "merged", which the key-collision policy promises never happens. Fixed by refusing them
+// (TypeError); names with well-formed surrogate pairs stay distinct mutexes.
 test('DEFECT names with different lone surrogates are merged into one mutex', async (t) => {
-  const a = PgMutex.open('review-\uD800', { connectionString: server.url })
-  const b = PgMutex.open('review-\uDBFF', { connectionString: server.url })
+  for (const name of ['review-\uD800', 'review-\uDBFF', '\uDC00review']) {
+    t.throws(() => PgMutex.open(name, { connectionString: server.url }), { instanceOf: TypeError }, JSON.stringify(name))
+  }
+  const a = PgMutex.open('review-\u{1F600}', { connectionString: server.url })
+  const b = PgMutex.open('review-\u{1F601}', { connectionString: server.url })
   try {
     const held = await a.lock()
     const other = await b.tryLock()
