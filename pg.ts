@@ -233,9 +233,20 @@ async function schemaVersion(client: Queryable): Promise<number | null> {
   )
   if (!rows[0].schema) return null
   if (!rows[0].meta) throw new SchemaError('the database has a robust_mutex schema without robust-mutex\'s meta table: not ours, left unchanged')
-  const version = await client.query('SELECT version FROM robust_mutex.meta')
+  let version: PgTypes.QueryResult
+  try {
+    version = await client.query('SELECT version FROM robust_mutex.meta')
+  } catch (err) {
+    // The server refused the read (no such column, no privilege): a table that is not ours.
+    if (isSqlState(sqlState(err))) {
+      throw new SchemaError(`robust_mutex.meta cannot be read as robust-mutex's (${(err as Error).message}): not ours, left unchanged`, { cause: err })
+    }
+    throw err
+  }
   if (version.rows.length !== 1) throw new SchemaError('robust_mutex.meta has no version row: left unchanged')
-  return Number(version.rows[0].version)
+  const seen = Number(version.rows[0].version)
+  if (!Number.isInteger(seen)) throw new SchemaError(`robust_mutex.meta has a version that is not a number (${String(version.rows[0].version)}): not ours, left unchanged`)
+  return seen
 }
 
 function checkVersion(version: number): void {
