@@ -20,6 +20,7 @@ import {
   SchemaError,
   TimeoutError,
 } from '../pg'
+import * as main from '../index'
 import { within } from './helpers'
 import { advisoryLockers, eventually, sessions, tcpProxy } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
@@ -72,6 +73,13 @@ function wrapChild(proc: ReturnType<typeof spawn>) {
       }), 'child output'),
   }
 }
+
+test('the errors robust-mutex/pg throws are the main entry\'s classes too (instanceof works from either)', (t) => {
+  t.is(main.ConnectionError, ConnectionError)
+  t.is(main.SchemaError, SchemaError)
+  t.is(main.KeyCollisionError, KeyCollisionError)
+  t.is(main.TimeoutError, TimeoutError)
+})
 
 test('a SIGKILLed holder: the next holder gets the lock and ownerDied', async (t) => {
   const name = 'sigkill'
