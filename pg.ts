@@ -66,7 +66,11 @@ export interface PgOpenOptions {
 }
 
 export interface PgLockOptions {
-  /** Give up after this many milliseconds (TimeoutError). `Infinity` or absent: no limit. */
+  /**
+   * Give up after this many milliseconds (TimeoutError). `Infinity` or absent: no limit. Finite
+   * timeouts are capped at 2^31-1 ms (~24.8 days: the server's lock_timeout is an int). 0 does
+   * not wait at all, not even for a free pooled client.
+   */
   timeout?: number
   /** Give up when aborted (AbortError with `cause = signal.reason`). */
   signal?: AbortSignal

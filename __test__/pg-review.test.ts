@@ -1,6 +1,6 @@
-// Adversarial review of robust-mutex/pg (issue 9). Each test names a defect found in pg.ts and
-// FAILS ON PURPOSE until that defect is fixed; see /work/notes/9-pg-review.md. Same embedded
-// PostgreSQL harness as pg.test.ts.
+// Adversarial review of robust-mutex/pg (issue 9). Each test is named after a defect the review
+// found in pg.ts (see /work/notes/9-pg-review.md); they were written to fail, and now guard the
+// fixes (/work/notes/9-pg.md, "Review fixes"). Same embedded PostgreSQL harness as pg.test.ts.
 import { spawn } from 'node:child_process'
 import * as path from 'node:path'
 
