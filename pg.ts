@@ -66,7 +66,11 @@ export interface PgOpenOptions {
 }
 
 export interface PgLockOptions {
-  /** Give up after this many milliseconds (TimeoutError). `Infinity` or absent: no limit. */
+  /**
+   * Give up after this many milliseconds (TimeoutError). `Infinity` or absent: no limit. Finite
+   * timeouts are capped at 2^31-1 ms (~24.8 days: the server's lock_timeout is an int). 0 does
+   * not wait at all, not even for a free pooled client.
+   */
   timeout?: number
   /** Give up when aborted (AbortError with `cause = signal.reason`). */
   signal?: AbortSignal
@@ -143,14 +147,19 @@ CREATE TABLE IF NOT EXISTS robust_mutex.mutexes (
 );
 -- Takes the advisory lock (waiting at most p_timeout_ms, 0 = no limit; or only trying), then
 -- marks the row held with the next token. Returns the previous state, 'busy' when a try found
--- the lock taken, 'poisoned' (lock given back) when the mutex is poisoned.
+-- the lock taken, 'poisoned' (lock given back) when the mutex is poisoned, and the previous
+-- holder (so that an acquire given up after its grant can put the row back as it was).
+-- search_path is fixed: nothing a caller puts before pg_catalog can stand in for what it calls.
 CREATE OR REPLACE FUNCTION robust_mutex.acquire_v1(
   p_key bigint, p_name text, p_wait boolean, p_timeout_ms integer, p_host text, p_pid integer,
-  OUT outcome text, OUT token bigint)
-LANGUAGE plpgsql AS $$
+  OUT outcome text, OUT token bigint, OUT prev_host text, OUT prev_pid integer, OUT prev_since timestamptz)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_state text;
 BEGIN
+  -- A token must never be issued twice: this commit waits for its WAL flush whatever the
+  -- database's or role's synchronous_commit says.
+  PERFORM set_config('synchronous_commit', 'on', true);
   IF p_wait THEN
     PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
     PERFORM pg_advisory_lock(p_key);
@@ -158,47 +167,62 @@ BEGIN
     outcome := 'busy';
     RETURN;
   END IF;
-  -- Held from here on. An error below leaves the session lock held (session locks ignore
-  -- rollback): the client then closes this connection.
-  -- FOR UPDATE: the previous holder gives the advisory lock back inside its release statement,
-  -- before that statement commits; the row lock waits for that commit and reads its result
-  -- (a plain read would still see 'held' and report a false owner death).
-  SELECT m.state INTO v_state FROM robust_mutex.mutexes m WHERE m.name = p_name FOR UPDATE;
-  IF NOT FOUND THEN
-    INSERT INTO robust_mutex.mutexes (name, lock_key, state, fencing_token, holder_host, holder_pid, since)
-      VALUES (p_name, p_key, 'held', 1, p_host, p_pid, now());
-    outcome := 'released';
-    token := 1;
-    RETURN;
-  END IF;
-  IF v_state = 'poisoned' THEN
+  -- Held from here on. Session locks ignore rollback: any error below (a lock_timeout on the row
+  -- behind a VACUUM FULL or a DBA's lock, ...) gives the lock back before it propagates, so that
+  -- a failed acquire never leaves its connection holding. (A cancel is not caught by OTHERS: the
+  -- client closes the connection then.)
+  BEGIN
+    -- FOR UPDATE: also waits for a concurrent writer of the row (reset, a repair by hand).
+    SELECT m.state, m.holder_host, m.holder_pid, m.since INTO v_state, prev_host, prev_pid, prev_since
+      FROM robust_mutex.mutexes m WHERE m.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+      INSERT INTO robust_mutex.mutexes (name, lock_key, state, fencing_token, holder_host, holder_pid, since)
+        VALUES (p_name, p_key, 'held', 1, p_host, p_pid, now());
+      outcome := 'released';
+      token := 1;
+      RETURN;
+    END IF;
+    IF v_state = 'poisoned' THEN
+      PERFORM pg_advisory_unlock(p_key);
+      outcome := 'poisoned';
+      RETURN;
+    END IF;
+    UPDATE robust_mutex.mutexes
+      SET state = 'held', fencing_token = fencing_token + 1, holder_host = p_host, holder_pid = p_pid, since = now()
+      WHERE name = p_name
+      RETURNING fencing_token INTO token;
+    outcome := v_state;
+  EXCEPTION WHEN OTHERS THEN
     PERFORM pg_advisory_unlock(p_key);
-    outcome := 'poisoned';
-    RETURN;
-  END IF;
-  UPDATE robust_mutex.mutexes
-    SET state = 'held', fencing_token = fencing_token + 1, holder_host = p_host, holder_pid = p_pid, since = now()
-    WHERE name = p_name
-    RETURNING fencing_token INTO token;
-  outcome := v_state;
+    RAISE;
+  END;
 END $$;
 -- Writes the final state of a hold ('released', 'poisoned', or 'held' to leave it abandoned).
--- The client runs it in its own transaction and unlocks after the COMMIT (see releaseSql).
+-- The client runs it in its own transaction and unlocks after the COMMIT (see finishAndUnlock).
 CREATE OR REPLACE FUNCTION robust_mutex.finish_v1(p_name text, p_token bigint, p_state text)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   -- A plain release need not wait for its WAL flush: a server crash that loses it leaves the row
   -- 'held', which the next holder reads as an owner death (true enough: the crash ended every
-  -- session). Acquires (tokens must never repeat) and poisoning stay synchronous.
-  IF p_state = 'released' THEN
-    PERFORM set_config('synchronous_commit', 'off', true);
-  END IF;
+  -- session). Poisoning must survive a crash, whatever the database's default says.
+  PERFORM set_config('synchronous_commit', CASE WHEN p_state = 'released' THEN 'off' ELSE 'on' END, true);
   UPDATE robust_mutex.mutexes
     SET state = p_state,
         holder_host = CASE WHEN p_state = 'released' THEN NULL ELSE holder_host END,
         holder_pid = CASE WHEN p_state = 'released' THEN NULL ELSE holder_pid END,
         since = CASE WHEN p_state = 'released' THEN NULL ELSE since END
+    WHERE name = p_name AND fencing_token = p_token;
+END $$;
+-- Puts back the row of an abandoned mutex as it was (dead holder and all) after an acquire that
+-- won the grant was given up: the mutex stays abandoned, naming the holder that died.
+CREATE OR REPLACE FUNCTION robust_mutex.restore_v1(p_name text, p_token bigint, p_host text, p_pid integer, p_since timestamptz)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM set_config('synchronous_commit', 'on', true);
+  UPDATE robust_mutex.mutexes
+    SET state = 'held', holder_host = p_host, holder_pid = p_pid, since = p_since
     WHERE name = p_name AND fencing_token = p_token;
 END $$;
 INSERT INTO robust_mutex.meta (version) VALUES (${SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
@@ -213,9 +237,20 @@ async function schemaVersion(client: Queryable): Promise<number | null> {
   )
   if (!rows[0].schema) return null
   if (!rows[0].meta) throw new SchemaError('the database has a robust_mutex schema without robust-mutex\'s meta table: not ours, left unchanged')
-  const version = await client.query('SELECT version FROM robust_mutex.meta')
+  let version: PgTypes.QueryResult
+  try {
+    version = await client.query('SELECT version FROM robust_mutex.meta')
+  } catch (err) {
+    // The server refused the read (no such column, no privilege): a table that is not ours.
+    if (isSqlState(sqlState(err))) {
+      throw new SchemaError(`robust_mutex.meta cannot be read as robust-mutex's (${(err as Error).message}): not ours, left unchanged`, { cause: err })
+    }
+    throw err
+  }
   if (version.rows.length !== 1) throw new SchemaError('robust_mutex.meta has no version row: left unchanged')
-  return Number(version.rows[0].version)
+  const seen = Number(version.rows[0].version)
+  if (!Number.isInteger(seen)) throw new SchemaError(`robust_mutex.meta has a version that is not a number (${String(version.rows[0].version)}): not ours, left unchanged`)
+  return seen
 }
 
 function checkVersion(version: number): void {
@@ -232,6 +267,9 @@ async function ensureSchema(client: Queryable): Promise<void> {
   if (seen !== null) return checkVersion(seen)
   await client.query('BEGIN')
   try {
+    // Another process creating the schema is waited for, however long a role's lock_timeout or
+    // statement_timeout says: giving up would read as a permanent SchemaError.
+    await client.query(`SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0`)
     await client.query(`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`)
     const again = await schemaVersion(client)
     if (again === null) await client.query(CREATE_SCHEMA)
@@ -255,6 +293,8 @@ function checkName(name: unknown): string {
   if (typeof name !== 'string') throw new TypeError(`the mutex name must be a string, got ${typeof name}`)
   if (name.length === 0) throw new TypeError('the mutex name must not be empty')
   if (name.includes('\0')) throw new TypeError('the mutex name must not contain NUL characters')
+  // UTF-8 encoding turns every lone surrogate into U+FFFD: two such names would share one lock.
+  if (/\p{Cs}/u.test(name)) throw new TypeError('the mutex name must be well-formed UTF-16 (it contains a lone surrogate)')
   const bytes = Buffer.byteLength(name, 'utf8')
   if (bytes > MAX_NAME_BYTES) throw new RangeError(`the mutex name is ${bytes} bytes long; at most ${MAX_NAME_BYTES} are allowed`)
   return name
@@ -293,6 +333,8 @@ function lockOptions(options: unknown): { timeout: number | undefined; signal: A
 
 /** Default heartbeat interval while holding (ms). */
 const DEFAULT_HEARTBEAT_MS = 10_000
+/** The least time the cleanup of a given-up wait gets before its connection is destroyed (ms). */
+const MIN_ABANDON_MS = 5_000
 
 function checkOpenOptions(options: unknown): { connectionString?: string; pool?: PgPoolLike; heartbeat: number } {
   const o = checkObject(options, 'options')
@@ -336,12 +378,26 @@ function connectionError(what: string, err: unknown): ConnectionError {
 
 type Client = PgTypes.PoolClient
 
+// pg-pool drops its own 'error' listener while a client is checked out, and a pg Client emits
+// 'error' synchronously when its socket fails: with no listener that is an uncaught exception.
+// Every client this module checks out carries this one from checkout to release (the failure
+// itself reaches the pending query as a rejection).
+const ignoreError = (): void => {}
+
+/** Returns a client to its pool; a broken one keeps the listener (its socket may still fail). */
+function releaseClient(client: Client, broken: boolean): void {
+  if (!broken) client.off('error', ignoreError)
+  client.release(broken)
+}
+
 /** Sends a protocol cancel request for `client`'s running query; resolves once the server has taken it. */
-function sendCancel(client: Client): Promise<void> {
+function sendCancel(client: Client, within: number): Promise<void> {
   const c = client as unknown as { processID: number | null; secretKey: number | null; host: string; port: number }
   if (c.processID == null || c.secretKey == null) return Promise.resolve()
   return new Promise((resolve) => {
     const socket = c.host.startsWith('/') ? net.connect(`${c.host}/.s.PGSQL.${c.port}`) : net.connect(c.port, c.host)
+    // Over a silently dead network neither the connect nor the close ever comes.
+    socket.setTimeout(within, () => socket.destroy())
     socket.on('connect', () => {
       const packet = Buffer.alloc(16)
       packet.writeInt32BE(16, 0)
@@ -360,16 +416,46 @@ function sendCancel(client: Client): Promise<void> {
  * The release, in one round trip: the final state is committed *before* the advisory lock is
  * given back, so that the next holder (and `state()`) never sees the lock free with the row still
  * `held`. Several statements in one simple-protocol message, hence literals (the key and token
- * are integers, the state one of ours, the name escaped by the driver). A failed statement skips
- * the rest: the lock then stays held and the caller closes the connection. Result: whether the
- * lock was held.
+ * are integers, the state one of ours, the name escaped by the driver). READ COMMITTED whatever
+ * the database's default isolation. A failed statement skips the rest: the lock then stays held
+ * and the caller closes the connection. Result: whether the lock was held.
  */
 async function finishAndUnlock(client: Client, key: string, name: string, token: bigint, state: 'released' | 'poisoned' | 'held'): Promise<boolean> {
-  const sql =
-    `BEGIN; SELECT robust_mutex.finish_v1(${client.escapeLiteral(name)}, ${token.toString()}, '${state}'); COMMIT; ` +
-    `SELECT pg_advisory_unlock(${BigInt(key).toString()}) AS held`
+  return writeAndUnlock(client, key, `robust_mutex.finish_v1(${client.escapeLiteral(name)}, ${token.toString()}, '${state}')`)
+}
+
+/** Like finishAndUnlock, but puts back the previous (dead) holder of an abandoned mutex. */
+async function restoreAndUnlock(client: Client, key: string, name: string, token: bigint, prev: { host: unknown; pid: unknown; since: unknown }): Promise<boolean> {
+  const lit = (v: unknown) => (v == null ? 'NULL' : client.escapeLiteral(String(v)))
+  return writeAndUnlock(
+    client,
+    key,
+    `robust_mutex.restore_v1(${client.escapeLiteral(name)}, ${token.toString()}, ${lit(prev.host)}, ${lit(prev.pid)}::integer, ${lit(prev.since)}::timestamptz)`,
+  )
+}
+
+async function writeAndUnlock(client: Client, key: string, call: string): Promise<boolean> {
+  const sql = `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT ${call}; COMMIT; SELECT pg_advisory_unlock(${BigInt(key).toString()}) AS held`
   const results = (await client.query(sql)) as unknown as PgTypes.QueryResult[]
   return Boolean(results[results.length - 1].rows[0].held)
+}
+
+/**
+ * After an acquire failed with a lock_timeout: ends the failed transaction and checks that this
+ * session does not hold the advisory lock (acquire_v1 gives it back on any error after its
+ * grant). Whether the client is clean enough to go back to the pool.
+ */
+async function cleanAfterTimeout(client: Client, key: string): Promise<boolean> {
+  try {
+    const k = BigInt(key).toString()
+    const results = (await client.query(
+      `ROLLBACK; SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.locktype = 'advisory' AND l.objsubid = 1
+         AND l.classid = ((${k}::bigint >> 32) & 4294967295)::bigint::oid AND l.objid = (${k}::bigint & 4294967295)::bigint::oid) AS held`,
+    )) as unknown as PgTypes.QueryResult[]
+    return !results[results.length - 1].rows[0].held
+  } catch {
+    return false
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,6 +518,7 @@ export class PgLockGuard implements AsyncDisposable {
       this.#lose(new ConnectionError(`the connection holding "${name}" did not answer a heartbeat within ${heartbeat} ms; the lock may be lost`))
       destroySocket(client)
     }, heartbeat)
+    silence.unref() // like the interval: a held lock alone does not keep the process alive
     client.query('SELECT 1').then(
       () => clearTimeout(silence),
       () => clearTimeout(silence), // a failure also reaches the 'error'/'end' listeners
@@ -497,6 +584,14 @@ export class PgLockGuard implements AsyncDisposable {
 // ---------------------------------------------------------------------------------------------
 // PgMutex
 
+/** A pg.Pool with every client checked out and no room for another (false if it does not say). */
+function poolExhausted(pool: unknown): boolean {
+  const p = pool as { totalCount?: unknown; idleCount?: unknown; options?: { max?: unknown } }
+  const max = p.options?.max
+  return typeof p.totalCount === 'number' && typeof p.idleCount === 'number' && typeof max === 'number' && max > 0 &&
+    p.idleCount === 0 && p.totalCount >= max
+}
+
 export class PgMutex {
   readonly name: string
   readonly #key: string
@@ -528,7 +623,7 @@ export class PgMutex {
     if (o.pool) return new PgMutex(name, o.pool, false, o.heartbeat)
     const pg = loadPg()
     // keepAlive: a dead peer (host gone, cable cut) is noticed by TCP instead of never.
-    const pool = new pg.Pool({ connectionString: o.connectionString, keepAlive: true, max: 64 })
+    const pool = new pg.Pool({ connectionString: o.connectionString, keepAlive: true, keepAliveInitialDelayMillis: 10_000, max: 64 })
     // An idle pooled client whose server went away must not crash the process.
     pool.on('error', () => {})
     return new PgMutex(name, pool, true, o.heartbeat)
@@ -565,7 +660,7 @@ export class PgMutex {
         // lock_timeout, which must not reach a pool's next user.
         throw err instanceof TimeoutError ? err : connectionError(`resetting "${name}" failed`, err)
       } finally {
-        ;(client as Client).release(broken)
+        releaseClient(client, broken)
       }
     } finally {
       await mutex.close()
@@ -584,6 +679,10 @@ export class PgMutex {
     } catch (err) {
       throw connectionError('cannot connect to PostgreSQL', err)
     }
+    if (client === null || typeof client !== 'object' || typeof client.release !== 'function') {
+      throw new TypeError('pool.connect() gave no pooled client (with release()): pass a pg.Pool, not a pg.Client')
+    }
+    client.on('error', ignoreError)
     if (!this.#schema) {
       this.#schema = ensureSchema(client)
       this.#schema.catch(() => (this.#schema = undefined))
@@ -591,7 +690,7 @@ export class PgMutex {
     try {
       await this.#schema
     } catch (err) {
-      client.release(true)
+      releaseClient(client, true)
       throw err instanceof SchemaError ? err : connectionError('cannot read the robust_mutex schema', err)
     }
     return client
@@ -603,11 +702,14 @@ export class PgMutex {
     this.#checkOpen()
     if (signal?.aborted) throw new AbortError('The lock wait was aborted', { cause: signal.reason })
     const guard = await this.#acquire(timeout === 0 ? 'try' : 'wait', timeout, signal)
-    if (!guard) throw new TimeoutError(`the lock "${this.name}" is held (timeout 0)`)
+    if (!guard) throw new TimeoutError(`the lock "${this.name}" could not be taken without waiting (timeout 0)`)
     return guard
   }
 
-  /** Takes the lock if nobody holds it; null otherwise. */
+  /**
+   * Takes the lock if that needs no waiting; null otherwise: someone holds it, the pg.Pool has no
+   * free client, or a lock_timeout of the role expired on the row (a VACUUM FULL, a DBA's lock).
+   */
   async tryLock(): Promise<PgLockGuard | null> {
     this.#checkOpen()
     return this.#acquire('try', undefined, undefined)
@@ -631,6 +733,9 @@ export class PgMutex {
   async #acquire(mode: 'try' | 'wait', timeout: number | undefined, signal: AbortSignal | undefined): Promise<PgLockGuard | null> {
     this.#busy++
     try {
+      // A try does not wait, not even for a pooled client: none idle and no room for a new one
+      // means "not now" (pools other than pg.Pool, which do not tell, are asked anyway).
+      if (mode === 'try' && poolExhausted(this.#pool)) return null
       const started = performance.now()
       const client = await this.#connectWithin(mode === 'wait' ? timeout : undefined, signal)
       const left = timeout === undefined || timeout === Infinity ? 0 : Math.max(1, Math.ceil(timeout - (performance.now() - started)))
@@ -663,7 +768,7 @@ export class PgMutex {
       return await Promise.race([connecting, given])
     } catch (err) {
       // A client that arrives after the wait gave up goes straight back.
-      if (err instanceof AbortError || err instanceof TimeoutError) connecting.then((c) => c.release(), () => {})
+      if (err instanceof AbortError || err instanceof TimeoutError) connecting.then((c) => releaseClient(c, false), () => {})
       throw err
     } finally {
       if (onAbort) signal!.removeEventListener('abort', onAbort)
@@ -683,9 +788,7 @@ export class PgMutex {
       if (given) return
       given = true
       uncount()
-      // A dying client may still emit 'error' (its socket closing) after we let go of it.
-      if (broken) client.on('error', () => {})
-      client.release(broken)
+      releaseClient(client, broken)
     }
     if (signal?.aborted) {
       give(false)
@@ -695,14 +798,17 @@ export class PgMutex {
     // crashing the process.
     const swallow = () => {}
     client.on('error', swallow)
-    const acquiring = client.query('SELECT outcome, token FROM robust_mutex.acquire_v1($1, $2, $3, $4, $5, $6)', [
-      this.#key,
-      this.name,
-      mode === 'wait',
-      lockTimeoutMs,
-      hostname(),
-      process.pid,
-    ])
+    // One simple-protocol message (hence literals: integers, and text escaped by the driver), in a
+    // READ COMMITTED transaction whatever the database's default: under REPEATABLE READ the
+    // snapshot would predate the wait, and the row the previous holder just wrote would be a
+    // serialization failure.
+    const acquiring = client
+      .query(
+        `BEGIN ISOLATION LEVEL READ COMMITTED; ` +
+          `SELECT outcome, token, prev_host, prev_pid, prev_since::text AS prev_since FROM robust_mutex.acquire_v1(${BigInt(this.#key).toString()}, ` +
+          `${client.escapeLiteral(this.name)}, ${mode === 'wait'}, ${lockTimeoutMs | 0}, ${client.escapeLiteral(hostname())}, ${process.pid | 0}); COMMIT`,
+      )
+      .then((results) => (results as unknown as PgTypes.QueryResult[])[1])
 
     // Giving up (abort, or the timeout before the server's lock_timeout answers): the caller is
     // answered at once; the wait is cancelled and cleaned up in the background (#cleanups).
@@ -720,23 +826,37 @@ export class PgMutex {
     signal?.addEventListener('abort', onAbort, { once: true })
     // The server's lock_timeout normally answers first; this catches a slow answer.
     const timer = mode === 'wait' && lockTimeoutMs > 0
-      ? setTimeout(() => giveUp(new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)), lockTimeoutMs + 20)
+      ? setTimeout(() => giveUp(new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)), Math.min(lockTimeoutMs + 20, MAX_LOCK_TIMEOUT_MS))
       : undefined
     let outcome: string
     let token: bigint | null
+    let failed: unknown
     try {
       const { rows } = await Promise.race([acquiring, givenUp])
       outcome = rows[0].outcome
       token = rows[0].token == null ? null : BigInt(rows[0].token)
     } catch (err) {
       if (err === gaveUp) throw err
-      client.off('error', swallow)
+      failed = err
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
+    }
+    if (failed !== undefined) {
+      const err = failed
       const state = sqlState(err)
       if (state === LOCK_NOT_AVAILABLE) {
-        // lock_timeout expired while waiting: nothing was taken; the connection is clean.
-        give(false)
+        // A lock_timeout: waiting for the advisory lock (nothing taken), or on the row after the
+        // grant (acquire_v1 gave the lock back). The client goes back to the pool only once it
+        // is known not to hold the lock.
+        const clean = await cleanAfterTimeout(client, this.#key)
+        client.off('error', swallow)
+        give(!clean)
+        // A try does not wait: a lock_timeout (the role's, on the row) means "not now".
+        if (mode === 'try') return null
         throw new TimeoutError(`timed out after ${timeout} ms waiting for the lock "${this.name}"`)
       }
+      client.off('error', swallow)
       // Anything else may have struck after the session lock was granted: close the session,
       // which drops that lock with it.
       give(true)
@@ -745,21 +865,18 @@ export class PgMutex {
       }
       if (state === QUERY_CANCELED) throw connectionError(`waiting for "${this.name}" was canceled by the server (statement_timeout, or pg_cancel_backend)`, err)
       throw connectionError(`the connection waiting for "${this.name}" failed`, err)
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-      clearTimeout(timer)
     }
     client.off('error', swallow)
-    if (outcome === 'busy') {
+    if (outcome! === 'busy') {
       give(false)
       return null
     }
-    if (outcome === 'poisoned') {
+    if (outcome! === 'poisoned') {
       give(false)
       throw new NotRecoverableError(`the mutex "${this.name}" is poisoned until PgMutex.reset`)
     }
     const hold: Hold = { client, give, key: this.#key, name: this.name, token: token!, heartbeat: this.#heartbeat }
-    return new PgLockGuard(INTERNAL, hold, outcome === 'held')
+    return new PgLockGuard(INTERNAL, hold, outcome! === 'held')
   }
 
   /** Keeps a background cleanup visible to close(). */
@@ -774,7 +891,12 @@ export class PgMutex {
    * cancel may have struck after the session lock was granted, which a rollback does not undo).
    */
   async #abandon(client: Client, acquiring: Promise<PgTypes.QueryResult>, give: (broken: boolean) => void): Promise<void> {
-    const canceled = sendCancel(client)
+    // Bounded: over a silently dead network no answer ever comes, and close() waits for this.
+    // Destroying the socket fails whatever is pending; the server drops the session (and any
+    // lock it got) when it notices.
+    const within = Math.max(this.#heartbeat || DEFAULT_HEARTBEAT_MS, MIN_ABANDON_MS)
+    const bound = setTimeout(() => destroySocket(client), within)
+    const canceled = sendCancel(client, within)
     try {
       const { rows } = await acquiring
       await canceled
@@ -792,11 +914,17 @@ export class PgMutex {
         }
       }
       await once(() => client.query('SELECT 1'))
-      await once(() => finishAndUnlock(client, this.#key, this.name, BigInt(rows[0].token), outcome === 'held' ? 'held' : 'released'))
+      const token = BigInt(rows[0].token)
+      await once(() =>
+        outcome === 'held'
+          ? restoreAndUnlock(client, this.#key, this.name, token, { host: rows[0].prev_host, pid: rows[0].prev_pid, since: rows[0].prev_since })
+          : finishAndUnlock(client, this.#key, this.name, token, 'released'),
+      )
     } catch {
       // Cancelled or broken: closing the connection below drops any lock it had.
     } finally {
       await canceled
+      clearTimeout(bound)
       give(true)
     }
   }
@@ -809,12 +937,13 @@ export class PgMutex {
       const { rows } = await client.query(
         `SELECT m.state, m.fencing_token, m.holder_host, m.holder_pid, m.since,
                 EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                           AND l.classid = (($1::bigint >> 32) & 4294967295)::bigint::oid
                           AND l.objid = ($1::bigint & 4294967295)::bigint::oid) AS locked
            FROM (SELECT 1) one LEFT JOIN robust_mutex.mutexes m ON m.name = $2`,
         [this.#key, this.name],
       )
-      client.release()
+      releaseClient(client, false)
       const row = rows[0]
       const locked = Boolean(row.locked)
       const held = row.state === 'held'
@@ -828,7 +957,7 @@ export class PgMutex {
           : null,
       }
     } catch (err) {
-      client.release(true)
+      releaseClient(client, true)
       throw connectionError(`reading the state of "${this.name}" failed`, err)
     }
   }

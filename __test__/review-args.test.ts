@@ -20,7 +20,8 @@ test('fromFd() rejects descriptors beyond the int range instead of truncating th
 })
 
 // Issue 13 asked for unforgeable handles; the public constructors are guarded, but the raw binding
-// (require('robust-mutex/binding'), shipped in "files", no "exports" map) takes plain numbers:
+// (binding.js: shipped in "files"; the "exports" map does not list it, so
+// require('robust-mutex/binding') fails, but any code can still load it by its file path) takes plain numbers:
 // handle = slot | generation << 20, token = id * 2 — small, sequential, guessable.
 test('code without the guard cannot release its lock through the raw binding', (t) => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
