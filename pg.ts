@@ -265,7 +265,9 @@ function checkVersion(version: number): void {
 async function ensureSchema(client: Queryable): Promise<void> {
   const seen = await schemaVersion(client)
   if (seen !== null) return checkVersion(seen)
-  await client.query('BEGIN')
+  // READ COMMITTED whatever the database's default: under REPEATABLE READ the snapshot would
+  // predate the wait below, and the other creator's meta row would stay invisible.
+  await client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
   try {
     // Another process creating the schema is waited for, however long a role's lock_timeout or
     // statement_timeout says: giving up would read as a permanent SchemaError.
@@ -584,12 +586,17 @@ export class PgLockGuard implements AsyncDisposable {
 // ---------------------------------------------------------------------------------------------
 // PgMutex
 
-/** A pg.Pool with every client checked out and no room for another (false if it does not say). */
+/**
+ * A pg.Pool with no client free for a new checkout and no room for another (false if it does not
+ * say). An idle client already promised to a queued checkout (pg-pool hands them out on the next
+ * tick, first come first served) is not free.
+ */
 function poolExhausted(pool: unknown): boolean {
-  const p = pool as { totalCount?: unknown; idleCount?: unknown; options?: { max?: unknown } }
+  const p = pool as { totalCount?: unknown; idleCount?: unknown; waitingCount?: unknown; options?: { max?: unknown } }
   const max = p.options?.max
+  const waiting = typeof p.waitingCount === 'number' ? p.waitingCount : 0
   return typeof p.totalCount === 'number' && typeof p.idleCount === 'number' && typeof max === 'number' && max > 0 &&
-    p.idleCount === 0 && p.totalCount >= max
+    p.idleCount <= waiting && p.totalCount >= max
 }
 
 export class PgMutex {
