@@ -162,3 +162,35 @@ test.failing('DEFECT a cancel that beats the acquire to the server is lost; the 
     await real.end()
   }
 })
+
+// The first review's fix for schema creation sets lock_timeout and statement_timeout to 0 for the
+// creation transaction, but not transaction_timeout (PostgreSQL 17+): with a role/database
+// transaction_timeout, a first lock() that waits for another creator longer than that has its
+// session terminated and fails with a SchemaError ("cannot create the robust_mutex schema:
+// terminating connection due to transaction timeout"), which reads as permanent. Fixed:
+// transaction_timeout set to 0 for the transaction too, where the server has the setting.
+test('a role transaction_timeout does not turn a schema-creation race into SchemaError', async (t) => {
+  const url = await server.database('review2_schema_xact_timeout')
+  const admin = await server.admin(url)
+  const pool = new Pool({ connectionString: url, options: '-c transaction_timeout=300' })
+  pool.on('error', () => {})
+  const mutex = PgMutex.open('review2-xact-timeout', { pool })
+  try {
+    await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`) // another process is creating it
+    const first = outcomeOf(mutex.lock())
+    await eventually(async () => {
+      if (first.settled()) return true
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+      return rows[0].n === 1
+    }, 'the first lock() waits for the other creator')
+    await sleep(1000) // the other creation takes longer than the transaction_timeout
+    await admin.query(`SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`)
+    const got = await first.result
+    t.false(got instanceof Error, `the first lock() should wait for the other creator; got ${String(got)}`)
+    if (!(got instanceof Error)) await got.release()
+  } finally {
+    await admin.end()
+    await mutex.close()
+    await pool.end()
+  }
+})
