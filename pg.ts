@@ -269,9 +269,13 @@ async function ensureSchema(client: Queryable): Promise<void> {
   // predate the wait below, and the other creator's meta row would stay invisible.
   await client.query('BEGIN ISOLATION LEVEL READ COMMITTED')
   try {
-    // Another process creating the schema is waited for, however long a role's lock_timeout or
-    // statement_timeout says: giving up would read as a permanent SchemaError.
-    await client.query(`SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0`)
+    // Another process creating the schema is waited for, however long a role's lock_timeout,
+    // statement_timeout or transaction_timeout (PostgreSQL 17+, hence through pg_settings) says:
+    // giving up would read as a permanent SchemaError.
+    await client.query(
+      `SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0; ` +
+        `SELECT set_config(name, '0', true) FROM pg_settings WHERE name = 'transaction_timeout'`,
+    )
     await client.query(`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`)
     const again = await schemaVersion(client)
     if (again === null) await client.query(CREATE_SCHEMA)
