@@ -6,7 +6,7 @@ import test from 'ava'
 import { Pool } from 'pg'
 
 import { PgMutex, type PgLockGuard } from '../pg'
-import { advisoryLockers, eventually } from './pg-helpers'
+import { advisoryLockers, eventually, tcpProxy } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
 
 // pg.ts's SCHEMA_LOCK_KEY (not exported): the transaction-level lock schema creation waits on.
@@ -192,5 +192,60 @@ test('a role transaction_timeout does not turn a schema-creation race into Schem
     await admin.end()
     await mutex.close()
     await pool.end()
+  }
+})
+
+// DEFECT (open): the cleanup after a lock_timeout (cleanAfterTimeout: ROLLBACK + a pg_locks check
+// of its own session) awaits its answer with no bound, after the wait's timeout and abort
+// listeners were removed. When the network goes silently dead right after the 55P03 (no RST, no
+// FIN: the answer never comes), a tryLock() - or a lock({ timeout }) - never returns, and the
+// handle stays busy (close() is a BusyError) for good. The first review's bound (#abandon destroys
+// the socket after max(heartbeat, 5 s)) does not cover this path. The 55P03: a role lock_timeout
+// on the row while a DBA session holds the table. Suggested fix: the same bound (destroy the
+// socket, answer null/TimeoutError, give(true)) around cleanAfterTimeout.
+test.failing('DEFECT a network dying right after a lock_timeout leaves tryLock() waiting forever on its cleanup', async (t) => {
+  const name = 'review2-clean-hang'
+  const admin = await server.admin(server.url)
+  const proxy = await tcpProxy(server.port)
+  const real = new Pool({ connectionString: server.url.replace(`:${server.port}/`, `:${proxy.port}/`), options: '-c lock_timeout=300' })
+  real.on('error', () => {})
+  let armed = false
+  // A pool whose clients' network dies silently right after the acquire is refused with 55P03.
+  const pool = {
+    connect: async () => {
+      const client = await real.connect()
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>
+      ;(client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const sent = query(...args)
+        if (!armed || !String(args[0]).includes('acquire_v1')) return sent
+        armed = false
+        return sent.catch((err: { code?: string }) => {
+          if (err.code === '55P03') proxy.freeze()
+          throw err
+        })
+      }
+      return client
+    },
+  }
+  const mutex = PgMutex.open(name, { pool, heartbeat: 1000 })
+  let tried: ReturnType<typeof outcomeOf<PgLockGuard | null>> | undefined
+  try {
+    await (await mutex.lock()).release() // schema checked, row present
+    await admin.query('BEGIN')
+    await admin.query('LOCK TABLE robust_mutex.mutexes IN ACCESS EXCLUSIVE MODE') // a DBA's VACUUM FULL, say
+    armed = true
+    tried = outcomeOf(mutex.tryLock())
+    // Not a speed claim: the bound pg.ts gives its other cleanups is max(heartbeat, 5 s).
+    const settled = await eventually(() => tried!.settled(), 'tryLock() answers', 12_000).then(() => true, () => false)
+    t.true(settled, 'tryLock() never answered: its cleanup waits for a dead connection')
+    if (settled) t.is(await tried.result, null)
+  } finally {
+    await admin.query('ROLLBACK').catch(() => {})
+    await admin.end()
+    await proxy.close() // the dead connection fails now, which ends the cleanup
+    const r = await tried?.result
+    if (r && !(r instanceof Error)) await r.release().catch(() => {})
+    await mutex.close().catch(() => {})
+    await real.end()
   }
 })
