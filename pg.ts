@@ -860,7 +860,9 @@ export class PgMutex {
         // A lock_timeout: waiting for the advisory lock (nothing taken), or on the row after the
         // grant (acquire_v1 gave the lock back). The client goes back to the pool only once it
         // is known not to hold the lock.
-        const clean = await cleanAfterTimeout(client, this.#key)
+        // Bounded like #abandon: over a silently dead network the answer never comes.
+        const bound = setTimeout(() => destroySocket(client), Math.max(this.#heartbeat || DEFAULT_HEARTBEAT_MS, MIN_ABANDON_MS))
+        const clean = await cleanAfterTimeout(client, this.#key).finally(() => clearTimeout(bound))
         client.off('error', swallow)
         give(!clean)
         // A try does not wait: a lock_timeout (the role's, on the row) means "not now".

@@ -195,15 +195,15 @@ test('a role transaction_timeout does not turn a schema-creation race into Schem
   }
 })
 
-// DEFECT (open): the cleanup after a lock_timeout (cleanAfterTimeout: ROLLBACK + a pg_locks check
-// of its own session) awaits its answer with no bound, after the wait's timeout and abort
-// listeners were removed. When the network goes silently dead right after the 55P03 (no RST, no
-// FIN: the answer never comes), a tryLock() - or a lock({ timeout }) - never returns, and the
-// handle stays busy (close() is a BusyError) for good. The first review's bound (#abandon destroys
-// the socket after max(heartbeat, 5 s)) does not cover this path. The 55P03: a role lock_timeout
-// on the row while a DBA session holds the table. Suggested fix: the same bound (destroy the
-// socket, answer null/TimeoutError, give(true)) around cleanAfterTimeout.
-test.failing('DEFECT a network dying right after a lock_timeout leaves tryLock() waiting forever on its cleanup', async (t) => {
+// The cleanup after a lock_timeout (cleanAfterTimeout: ROLLBACK + a pg_locks check of its own
+// session) awaited its answer with no bound, after the wait's timeout and abort listeners were
+// removed. When the network goes silently dead right after the 55P03 (no RST, no FIN: the answer
+// never comes), a tryLock() - or a lock({ timeout }) - never returned, and the handle stayed busy
+// (close() a BusyError) for good. The first review's bound (#abandon destroys the socket after
+// max(heartbeat, 5 s)) did not cover this path. The 55P03: a role lock_timeout on the row while a
+// DBA session holds the table. Fixed: the same bound around cleanAfterTimeout (the client is then
+// closed, not pooled).
+test('a network dying right after a lock_timeout does not leave tryLock() waiting forever on its cleanup', async (t) => {
   const name = 'review2-clean-hang'
   const admin = await server.admin(server.url)
   const proxy = await tcpProxy(server.port)
