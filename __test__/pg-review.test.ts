@@ -379,8 +379,12 @@ test('DEFECT an aborted acquire that won the grant replaces the dead holder\'s i
     await admin.query(`UPDATE robust_mutex.mutexes SET state = 'held', holder_host = 'dead-host', holder_pid = 999999 WHERE name = $1`, [name])
     armed = true
     await t.throwsAsync(mutex.lock({ signal: controller.signal }), { name: 'AbortError' })
-    await eventually(async () => (await advisoryLockers(admin, name)).holders.length === 0, 'the abandoned wait is cleaned up')
-    const state = await mutex.state()
+    // close() waits for the abandoned wait's cleanup. (Polling pg_locks for no holder raced it:
+    // under load the abandoned acquire had not run yet, and state() then saw it holding.)
+    await mutex.close()
+    const reader = PgMutex.open(name, { pool: real })
+    const state = await reader.state()
+    await reader.close()
     t.true(state.abandoned, 'still abandoned (right)')
     t.like(state.holder, { host: 'dead-host', pid: 999999 }, `the dead holder is still the one named; got ${JSON.stringify(state.holder)}`)
   } finally {
