@@ -44,7 +44,7 @@ impl RawAcquisition {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn owner_died(&self) -> bool {
-        self.acq.owner_died
+        self.acq.owner_died()
     }
 
     /// Who died holding it, when it recorded itself.
@@ -86,7 +86,7 @@ impl RawAcquisition {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn poison(&mut self) {
-        self.acq.poison = true;
+        self.acq.set_poison();
     }
 }
 
