@@ -124,7 +124,7 @@ impl SharedMutex {
 
     /// Fills in this handle's path in an error raised below the layer that knows it.
     #[cold]
-    fn located(&self, err: Error) -> Error {
+    pub(crate) fn located(&self, err: Error) -> Error {
         err.at(self.path())
     }
 

@@ -101,7 +101,14 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_acquire_raw(&self) -> Result<Option<RawAcquisition>, Error> {
-        Ok(self.try_acquire()?.map(RawAcquisition::new))
+        // Through continuations, not `?` + `map`: see `Inner::try_acquire_with`.
+        self.inner.try_acquire_with(
+            |acq| Ok(Some(RawAcquisition::new(acq))),
+            |result| match result {
+                Ok(acq) => Ok(acq.map(RawAcquisition::new)),
+                Err(err) => Err(self.located(err)),
+            },
+        )
     }
 
     /// [`lock_until_owned`](Self::lock_until_owned) returning a [`RawAcquisition`].
