@@ -69,7 +69,7 @@ test('state() reports what the generated binding reports: free, held, poisoned, 
     const guard = mutex.lockSync()
     const held = agree(t, mutex, handle, 'held')
     t.true(held.locked)
-    t.is(held.holderTid, held.owner?.tid)
+    t.is(held.holderTid, held.owner?.tid ?? null)
     t.is(held.owner?.pid, process.pid)
     t.true(held.owner?.since instanceof Date)
     t.is(held.fencingToken, guard.fencingToken)
