@@ -9,7 +9,8 @@
 //
 // A build directory needs the compiled package: index.js, native.js, errors.js, binding.js, the
 // .node addon and package.json (copy them from a checkout of the baseline after `npm run build`).
-// Prints the median (and the fastest) trial of each.
+// Prints the median (and the fastest) trial of each. BENCH_AB_ROWS=3,4 runs only those rows
+// (0-based, in the order of ROWS).
 'use strict'
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
@@ -21,13 +22,21 @@ const ROWS = [
   ['tryLock() + release()', 500_000],
   ['lockSync() + release()', 500_000],
   ['await lock() + release()', 200_000],
+  ['state()', 100_000],
+  ['state() while held', 100_000],
 ]
 
 function child(dir) {
   const { SharedMutex } = require(path.resolve(dir, 'index.js'))
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-bench-ab-'))
   const m = SharedMutex.open(path.join(tmp, 'bench.lock'))
-  const ops = [() => m.tryLock().release(), () => m.lockSync().release(), async () => (await m.lock()).release()]
+  const ops = [
+    () => m.tryLock().release(),
+    () => m.lockSync().release(),
+    async () => (await m.lock()).release(),
+    () => m.state(),
+    () => m.state(), // with the lock held: the owner object and its Date too
+  ]
   process.on('message', async ({ row }) => {
     if (row < 0) {
       m.close()
@@ -36,10 +45,13 @@ function child(dir) {
     }
     const [, iterations] = ROWS[row]
     const op = ops[row]
+    const held = row === 4 ? m.lockSync() : null
     const start = process.hrtime.bigint()
     if (row === 2) for (let i = 0; i < iterations; i++) await op()
     else for (let i = 0; i < iterations; i++) op()
-    process.send(Number(process.hrtime.bigint() - start) / iterations)
+    const elapsed = process.hrtime.bigint() - start
+    held?.release()
+    process.send(Number(elapsed) / iterations)
   })
   process.send('ready')
 }
@@ -55,7 +67,9 @@ async function parent(dirA, dirB) {
   })
   await Promise.all(builds.map((b) => b.ready))
   console.log(`A = ${path.resolve(dirA)}\nB = ${path.resolve(dirB)}\n(${os.cpus().length} x ${os.cpus()[0].model.trim()}, Node ${process.version}, ${TRIALS} trials each, alternated)`)
+  const only = process.env.BENCH_AB_ROWS?.split(',').map(Number)
   for (const [row, [name]] of ROWS.entries()) {
+    if (only && !only.includes(row)) continue
     const times = [[], []]
     for (let t = 0; t < TRIALS; t++) {
       for (const i of t % 2 === 0 ? [0, 1] : [1, 0]) times[i].push(await builds[i].trial(row))

@@ -17,7 +17,7 @@ use napi_derive::napi;
 ///
 /// # Safety
 /// `env` and `info` must be the ones Node passed to the running callback.
-unsafe fn args<const N: usize>(env: sys::napi_env, info: sys::napi_callback_info) -> [sys::napi_value; N] {
+pub(crate) unsafe fn args<const N: usize>(env: sys::napi_env, info: sys::napi_callback_info) -> [sys::napi_value; N] {
     let mut argv = [ptr::null_mut(); N];
     let mut argc = N;
     // SAFETY: argv has room for argc values; the other out-pointers may be null.
@@ -34,7 +34,7 @@ unsafe fn args<const N: usize>(env: sys::napi_env, info: sys::napi_callback_info
 
 /// # Safety
 /// `env` and `value` must belong to the running callback.
-unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> Option<f64> {
+pub(crate) unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> Option<f64> {
     let mut out = 0.0;
     // SAFETY: out is a valid f64; a non-number reports napi_number_expected.
     (unsafe { sys::napi_get_value_double(env, value, &mut out) } == sys::Status::napi_ok).then_some(out)
@@ -44,7 +44,7 @@ unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> Option<f64> {
 ///
 /// # Safety
 /// `env` must belong to the running callback.
-unsafe fn throw(env: sys::napi_env, err: napi::Error) -> sys::napi_value {
+pub(crate) unsafe fn throw(env: sys::napi_env, err: napi::Error) -> sys::napi_value {
     let message = CString::new(err.reason.replace('\0', " ")).unwrap_or_default();
     let code = err.reason.split(':').next().and_then(|c| CString::new(c).ok());
     let code_ptr: *const c_char = code.as_ref().map_or(ptr::null(), |c| c.as_ptr());
@@ -55,12 +55,12 @@ unsafe fn throw(env: sys::napi_env, err: napi::Error) -> sys::napi_value {
 
 /// No panic may unwind into Node (that aborts the process): it becomes an exception.
 #[inline(always)]
-fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(napi::bindgen_prelude::panic_to_error(payload)))
 }
 
-fn handle_arg(value: Option<f64>) -> Result<u32> {
+pub(crate) fn handle_arg(value: Option<f64>) -> Result<u32> {
     match value {
         Some(v) if (0.0..=u32::MAX as f64).contains(&v) && (v as u32) as f64 == v => Ok(v as u32),
         _ => Err(crate::errors::coded("EINVAL", "the mutex handle must be a handle number")),
@@ -109,15 +109,17 @@ unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_in
 }
 
 /// Adds the raw fast-path functions to the module's exports (and `fenceSlot`, the buffer
-/// through which every acquisition hands its fencing token over: see `fence.rs`).
+/// through which every acquisition hands its fencing token over: see `fence.rs`; and
+/// `stateInto`, `state()` as numbers: see `state_slots.rs`).
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let functions: [(&str, Callback); 4] = [
+    let functions: [(&str, Callback); 5] = [
         ("tryLockFast", try_lock_fast),
         ("releaseFast", release_fast),
         ("noopFast", noop_fast),
         ("fenceSlot", crate::fence::fence_slot),
+        ("stateInto", crate::state_slots::state_into),
     ];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();

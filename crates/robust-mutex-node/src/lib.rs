@@ -14,6 +14,7 @@ mod fence;
 mod handles;
 mod mutex;
 mod os;
+mod state_slots;
 mod token;
 mod trace;
 mod watcher;

@@ -8,31 +8,80 @@ use crate::error::Error;
 use crate::handle::SharedMutex;
 
 /// What an acquisition found and what the holder decided; shared by both guard types.
+///
+/// Three 8-byte words, the pid and the flags packed into one: the fast path builds one of these
+/// and the guard's `Result<Option<_>>` carries it out, and with a 4-byte pid and three 1-byte
+/// flags the optimiser copied it through the stack as overlapping 16- and 8-byte loads of values
+/// just written by narrower stores (store-forwarding stalls: perf put ~40% of the Rust
+/// `try_lock()` + drop on them). Whole words are written and read back as whole words.
 #[derive(Debug)]
 #[cfg_attr(not(supported), allow(dead_code))]
 pub(crate) struct Acquisition {
-    /// The previous holder died holding the lock.
-    pub owner_died: bool,
-    /// The pthread mutex itself is inconsistent (EOWNERDEAD) and must be marked consistent by
-    /// this thread before unlocking.
-    pub inconsistent: bool,
-    /// The holder declared the protected state unrecoverable.
-    pub poison: bool,
     /// The dead holder as it recorded itself, when the previous owner died. Boxed: the owner
     /// death path is cold, and an inline `OwnerInfo` tripled the size of every acquisition the
     /// fast path moves around (measured: ~5 ns per lock/unlock).
     pub dead_owner: Option<Box<crate::state::OwnerInfo>>,
-    /// The process that acquired it: a copy of the guard in a `fork()` child must not release.
-    pub pid: i32,
     /// This acquisition's fencing token (see `fencing.rs`), set by the backend's admission.
     pub fencing_token: u64,
+    /// The process that acquired it (low 32 bits: a copy of the guard in a `fork()` child must
+    /// not release), and the flags below.
+    meta: u64,
 }
+
+/// The previous holder died holding the lock.
+const OWNER_DIED: u64 = 1 << 32;
+/// The pthread mutex itself is inconsistent (EOWNERDEAD) and must be marked consistent by this
+/// thread before unlocking.
+const INCONSISTENT: u64 = 1 << 33;
+/// The holder declared the protected state unrecoverable.
+const POISON: u64 = 1 << 34;
 
 #[cfg_attr(not(supported), allow(dead_code))]
 impl Acquisition {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(owner_died: bool, pid: i32) -> Acquisition {
-        Acquisition { owner_died, inconsistent: owner_died, poison: false, dead_owner: None, pid, fencing_token: 0 }
+        let flags = if owner_died { OWNER_DIED | INCONSISTENT } else { 0 };
+        Acquisition { dead_owner: None, fencing_token: 0, meta: u64::from(pid as u32) | flags }
+    }
+
+    /// The process that acquired it.
+    #[inline(always)]
+    pub(crate) fn pid(&self) -> i32 {
+        self.meta as u32 as i32
+    }
+
+    /// The previous holder died holding the lock.
+    #[inline(always)]
+    pub(crate) fn owner_died(&self) -> bool {
+        self.meta & OWNER_DIED != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_owner_died(&mut self) {
+        self.meta |= OWNER_DIED;
+    }
+
+    /// The pthread mutex must be marked consistent before unlocking.
+    #[inline(always)]
+    pub(crate) fn inconsistent(&self) -> bool {
+        self.meta & INCONSISTENT != 0
+    }
+
+    #[inline(always)]
+    #[cfg_attr(not(named_mutex), allow(dead_code))]
+    pub(crate) fn clear_inconsistent(&mut self) {
+        self.meta &= !INCONSISTENT;
+    }
+
+    /// The holder declared the protected state unrecoverable.
+    #[inline(always)]
+    pub(crate) fn poisoned(&self) -> bool {
+        self.meta & POISON != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_poison(&mut self) {
+        self.meta |= POISON;
     }
 }
 
@@ -93,7 +142,7 @@ macro_rules! guard_methods {
         /// # Ok::<(), robust_mutex::Error>(())
         /// ```
         pub fn owner_died(&self) -> bool {
-            self.acq.owner_died
+            self.acq.owner_died()
         }
 
         /// When the previous owner died: who it was (pid, tid, held since), as it recorded
@@ -171,7 +220,7 @@ macro_rules! guard_methods {
         /// # Ok::<(), robust_mutex::Error>(())
         /// ```
         pub fn poison(&mut self) {
-            self.acq.poison = true;
+            self.acq.set_poison();
         }
 
         /// Releases the lock now, reporting an error instead of ignoring it as `drop` must.

@@ -16,7 +16,7 @@ impl Inner {
     /// # Safety
     /// The calling thread must hold the lock through `acq`.
     pub(crate) unsafe fn hand_back(&self, acq: &Acquisition) -> Result<(), Error> {
-        if !acq.owner_died || acq.pid != crate::sys::pid() {
+        if !acq.owner_died() || acq.pid() != crate::sys::pid() {
             // SAFETY: forwarded from this function's contract (a fork copy is refused inside).
             return unsafe { self.release(acq) };
         }
@@ -42,6 +42,6 @@ impl Inner {
         );
         // SAFETY: we hold the lock (contract); `inconsistent` is true exactly when it was
         // acquired with EOWNERDEAD.
-        unsafe { self.raw().unlock(acq.inconsistent) }.map_err(|errno| Error::os("pthread_mutex_unlock", None, errno))
+        unsafe { self.raw().unlock(acq.inconsistent()) }.map_err(|errno| Error::os("pthread_mutex_unlock", None, errno))
     }
 }

@@ -124,7 +124,7 @@ impl SharedMutex {
 
     /// Fills in this handle's path in an error raised below the layer that knows it.
     #[cold]
-    fn located(&self, err: Error) -> Error {
+    pub(crate) fn located(&self, err: Error) -> Error {
         err.at(self.path())
     }
 
@@ -177,7 +177,14 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
-        Ok(self.try_acquire()?.map(|acq| MutexGuard::new(self, acq)))
+        // Through continuations, not `?` + `map`: see `try_acquire_with`.
+        self.inner.try_acquire_with(
+            |acq| Ok(Some(MutexGuard::new(self, acq))),
+            |result| match result {
+                Ok(acq) => Ok(acq.map(|acq| MutexGuard::new(self, acq))),
+                Err(err) => Err(self.located(err)),
+            },
+        )
     }
 
     /// Waits at most `timeout`, then fails with [`Error::Timeout`].

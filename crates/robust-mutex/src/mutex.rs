@@ -101,11 +101,48 @@ impl Inner {
     /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping.
     #[inline(always)]
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
-        match self.raw().try_lock() {
+        self.try_acquire_with(|acq| Ok(Some(acq)), |result| result)
+    }
+
+    /// [`try_acquire`](Self::try_acquire) handing its result to `plain` when it took the lock
+    /// cleanly from a READY header (the fast path), to `other` in every other case (busy, an
+    /// error, an owner death, a header that is not READY: finished out of line by
+    /// [`try_acquire_unusual`](Self::try_acquire_unusual)).
+    ///
+    /// Why continuations: returned as `Result<Option<Acquisition>, Error>` and re-wrapped by the
+    /// caller into `Result<Option<MutexGuard>, Error>`, the acquisition went through the stack in
+    /// two or three differently shaped enums, copied with wide loads of values just written by
+    /// narrower stores (store-forwarding stalls: perf put ~40% of the Rust `try_lock()` + drop
+    /// on them). `plain` builds the caller's result from the fields directly.
+    #[inline(always)]
+    pub(crate) fn try_acquire_with<R>(
+        &self,
+        plain: impl FnOnce(Acquisition) -> R,
+        other: impl FnOnce(Result<Option<Acquisition>, Error>) -> R,
+    ) -> R {
+        let attempt = self.raw().try_lock();
+        if attempt == Ok(Some(Acquired::Clean)) && self.is_ready() {
+            return plain(self.record_holder(Acquisition::new(false, sys::pid()), false));
+        }
+        other(self.try_acquire_unusual(attempt))
+    }
+
+    /// The rest of [`try_acquire`](Self::try_acquire), given what its trylock answered.
+    #[cold]
+    #[inline(never)]
+    fn try_acquire_unusual(&self, attempt: Result<Option<Acquired>, Errno>) -> Result<Option<Acquisition>, Error> {
+        match attempt {
             Ok(Some(how)) => self.admit(how, false).map(Some),
             Ok(None) => self.busy(),
             Err(errno) => Err(self.lock_error(errno)),
         }
+    }
+
+    /// The header is plainly READY (the lock must be held by this thread: the state is only
+    /// changed under the lock).
+    #[inline(always)]
+    fn is_ready(&self) -> bool {
+        self.header().state.load(Ordering::Acquire) == State::Ready as u32
     }
 
     /// One trylock by a thread that waited for the lock without taking it (see `watch.rs`).
@@ -133,10 +170,23 @@ impl Inner {
         Ok(None)
     }
 
-    /// Blocks in slices until acquired, `deadline` passes or `cancel` fires.
-    #[inline]
+    /// Blocks in slices until acquired, `deadline` passes or `cancel` fires. The fast path is
+    /// the one of [`try_acquire_with`](Self::try_acquire_with) (returned directly: `lock()`
+    /// measured slower through continuations); the rest, the wait included, is out of line.
+    #[inline(always)]
     pub(crate) fn acquire(&self, wait: &Wait<'_>) -> Result<Acquisition, Error> {
-        match self.try_acquire()? {
+        let attempt = self.raw().try_lock();
+        if attempt == Ok(Some(Acquired::Clean)) && self.is_ready() {
+            return Ok(self.record_holder(Acquisition::new(false, sys::pid()), false));
+        }
+        self.acquire_unusual(attempt, wait)
+    }
+
+    /// The rest of [`acquire`](Self::acquire), given what its trylock answered.
+    #[cold]
+    #[inline(never)]
+    fn acquire_unusual(&self, attempt: Result<Option<Acquired>, Errno>, wait: &Wait<'_>) -> Result<Acquisition, Error> {
+        match self.try_acquire_unusual(attempt)? {
             Some(acq) => Ok(acq),
             None => self.wait(wait),
         }
@@ -193,9 +243,19 @@ impl Inner {
         if header.state.load(Ordering::Acquire) != State::Ready as u32 {
             self.admit_unusual(&mut acq)?;
         }
-        if acq.owner_died {
+        if acq.owner_died() {
             self.count_owner_death(&mut acq);
         }
+        Ok(self.record_holder(acq, contended))
+    }
+
+    /// Records the calling thread as the holder, issues the fencing token and counts the
+    /// acquisition: the part of [`admit`](Self::admit) every acquisition makes (the plain case
+    /// calls it directly, having checked what `admit` checks first).
+    #[inline(always)]
+    fn record_holder(&self, mut acq: Acquisition, contended: bool) -> Acquisition {
+        let header = self.header();
+        let pid = acq.pid();
         header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
         header.owner_pid_namespace.store(sys::pid_namespace_id(), Ordering::Relaxed);
@@ -206,7 +266,7 @@ impl Inner {
         if contended {
             header::Shared::bump(&header.contended);
         }
-        Ok(acq)
+        acq
     }
 
     /// Remembers who died (before our own pid/tid overwrite it) and counts the death.
@@ -229,19 +289,19 @@ impl Inner {
     fn admit_unusual(&self, acq: &mut Acquisition) -> Result<(), Error> {
         let header = self.header();
         let refuse = |err: Error| {
-            if acq.owner_died {
+            if acq.owner_died() {
                 // Refused, but not forgotten: reported by the acquire that follows a reset.
                 header.pending_owner_death.store(1, Ordering::Relaxed);
             }
             // SAFETY: the lock was acquired by this thread just now.
-            let _ = unsafe { self.raw().unlock(acq.inconsistent) };
+            let _ = unsafe { self.raw().unlock(acq.inconsistent()) };
             Err(err)
         };
         match header.state() {
             Some(State::Abandoned) => {
                 // Its last holder died and the death was handed on (a re-initialisation after a
                 // reboot, a reset): report it once.
-                acq.owner_died = true;
+                acq.set_owner_died();
                 header.state.store(State::Ready as u32, Ordering::Release);
                 Ok(())
             }
@@ -265,19 +325,19 @@ impl Inner {
         // writes below would erase the real holder's records (or poison for it), and glibc's
         // pthread_mutex_consistent accepts any caller and stamps it into the mutex, after which
         // the real holder's consistent+unlock fails with EINVAL and the lock is never released.
-        if acq.pid != sys::pid() {
+        if acq.pid() != sys::pid() {
             return Err(Error::NotOwner);
         }
         let header = self.header();
         header.owner_pid.store(0, Ordering::Relaxed);
         header.owner_tid.store(0, Ordering::Relaxed);
         header.owner_since_ns.store(0, Ordering::Relaxed);
-        if acq.poison {
+        if acq.poisoned() {
             header.state.store(State::Poisoned as u32, Ordering::Release);
         }
         // SAFETY: the caller holds the lock; `inconsistent` is true exactly when it was acquired
         // with EOWNERDEAD, the only case in which pthread_mutex_consistent is valid.
-        unsafe { self.raw().unlock(acq.inconsistent) }.map_err(|errno| self.unlock_error(errno))
+        unsafe { self.raw().unlock(acq.inconsistent()) }.map_err(|errno| self.unlock_error(errno))
     }
 
     #[cold]

@@ -44,7 +44,7 @@ impl RawAcquisition {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn owner_died(&self) -> bool {
-        self.acq.owner_died
+        self.acq.owner_died()
     }
 
     /// Who died holding it, when it recorded itself.
@@ -86,7 +86,7 @@ impl RawAcquisition {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn poison(&mut self) {
-        self.acq.poison = true;
+        self.acq.set_poison();
     }
 }
 
@@ -101,7 +101,14 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_acquire_raw(&self) -> Result<Option<RawAcquisition>, Error> {
-        Ok(self.try_acquire()?.map(RawAcquisition::new))
+        // Through continuations, not `?` + `map`: see `Inner::try_acquire_with`.
+        self.inner.try_acquire_with(
+            |acq| Ok(Some(RawAcquisition::new(acq))),
+            |result| match result {
+                Ok(acq) => Ok(acq.map(RawAcquisition::new)),
+                Err(err) => Err(self.located(err)),
+            },
+        )
     }
 
     /// [`lock_until_owned`](Self::lock_until_owned) returning a [`RawAcquisition`].

@@ -140,6 +140,21 @@ impl Inner {
         self.try_acquire_counted(false)
     }
 
+    /// `try_acquire`, its result handed to `plain` (acquired) or `other` (anything else). The
+    /// pthread backend splits its fast path this way (see `mutex.rs`); here it is only the
+    /// shape `SharedMutex` calls.
+    #[inline]
+    pub(crate) fn try_acquire_with<R>(
+        &self,
+        plain: impl FnOnce(Acquisition) -> R,
+        other: impl FnOnce(Result<Option<Acquisition>, Error>) -> R,
+    ) -> R {
+        match self.try_acquire() {
+            Ok(Some(acq)) => plain(acq),
+            result => other(result),
+        }
+    }
+
     /// A non-blocking acquire; `contended`: after a wait (see `watch.rs`).
     fn try_acquire_counted(&self, contended: bool) -> Result<Option<Acquisition>, Error> {
         let pid = self.this_process()?;
@@ -269,7 +284,7 @@ impl Inner {
     #[cold]
     fn count_owner_death(&self, acq: &mut Acquisition) {
         let header = self.header();
-        acq.owner_died = true;
+        acq.set_owner_died();
         let pid = header.owner_pid.load(Ordering::Relaxed);
         acq.dead_owner = (pid != 0).then(|| {
             Box::new(OwnerInfo {
@@ -288,14 +303,14 @@ impl Inner {
     /// The calling thread must hold the lock through `acq` (checked here anyway: another process
     /// or thread gets `NotOwner`).
     pub(crate) unsafe fn release(&self, acq: &Acquisition) -> Result<(), Error> {
-        if acq.pid != os::pid() || !self.gate.is_mine() {
+        if acq.pid() != os::pid() || !self.gate.is_mine() {
             return Err(Error::NotOwner);
         }
         let header = self.header();
         header.owner_pid.store(0, Ordering::Relaxed);
         header.owner_tid.store(0, Ordering::Relaxed);
         header.owner_since_ns.store(0, Ordering::Relaxed);
-        if acq.poison {
+        if acq.poisoned() {
             header.state.store(State::Poisoned as u32, Ordering::Release);
         }
         header.held.store(0, Ordering::Release);
@@ -309,7 +324,7 @@ impl Inner {
     /// # Safety
     /// As for [`release`](Self::release).
     pub(crate) unsafe fn hand_back(&self, acq: &Acquisition) -> Result<(), Error> {
-        if !acq.owner_died || acq.pid != os::pid() || !self.gate.is_mine() {
+        if !acq.owner_died() || acq.pid() != os::pid() || !self.gate.is_mine() {
             // SAFETY: forwarded from this function's contract (the checks are repeated inside).
             return unsafe { self.release(acq) };
         }

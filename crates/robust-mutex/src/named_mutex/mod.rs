@@ -177,6 +177,21 @@ impl Inner {
         self.try_acquire_counted(false)
     }
 
+    /// `try_acquire`, its result handed to `plain` (acquired) or `other` (anything else). The
+    /// pthread backend splits its fast path this way (see `mutex.rs`); here it is only the
+    /// shape `SharedMutex` calls.
+    #[inline]
+    pub(crate) fn try_acquire_with<R>(
+        &self,
+        plain: impl FnOnce(Acquisition) -> R,
+        other: impl FnOnce(Result<Option<Acquisition>, Error>) -> R,
+    ) -> R {
+        match self.try_acquire() {
+            Ok(Some(acq)) => plain(acq),
+            result => other(result),
+        }
+    }
+
     /// A non-blocking acquire; `contended`: after a wait (see `watch.rs`).
     fn try_acquire_counted(&self, contended: bool) -> Result<Option<Acquisition>, Error> {
         if self.held_by_this_thread() {
@@ -248,8 +263,8 @@ impl Inner {
         // SAFETY: no preconditions.
         let pid = unsafe { GetCurrentProcessId() };
         let mut acq = Acquisition::new(abandoned || h.pending_death != 0, pid as i32);
-        acq.inconsistent = false;
-        if acq.owner_died {
+        acq.clear_inconsistent();
+        if acq.owner_died() {
             acq.dead_owner = (h.owner_pid != 0).then(|| {
                 Box::new(OwnerInfo { pid: h.owner_pid as i32, tid: h.owner_tid as i32, since: since(h.owner_since_ns) })
             });
@@ -284,7 +299,7 @@ impl Inner {
         h.owner_pid = 0;
         h.owner_tid = 0;
         h.owner_since_ns = 0;
-        if acq.poison {
+        if acq.poisoned() {
             h.state = State::Poisoned as u32;
         }
         header::write(&self.file, &h)?;
@@ -295,7 +310,7 @@ impl Inner {
     /// # Safety
     /// As for [`release`](Self::release).
     pub(crate) unsafe fn hand_back(&self, acq: &Acquisition) -> Result<(), Error> {
-        if !acq.owner_died || !self.held_by_this_thread() {
+        if !acq.owner_died() || !self.held_by_this_thread() {
             // SAFETY: forwarded from this function's contract.
             return unsafe { self.release(acq) };
         }
