@@ -1,7 +1,6 @@
 // Second adversarial review of robust-mutex/pg (issue 9): new defects in the fixes of the first
-// review (/work/notes/9-pg-review2.md). A test marked `test.failing` proves a defect that is still
-// open (its comment names it); the others guard a fix made in this review. Same embedded
-// PostgreSQL harness as pg.test.ts.
+// review (/work/notes/9-pg-review2.md). Every test guards a fix (the "DEFECT ..." title keeps the
+// name the review notes use). Same embedded PostgreSQL harness as pg.test.ts.
 import test from 'ava'
 import * as net from 'node:net'
 
