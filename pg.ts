@@ -341,6 +341,10 @@ function lockOptions(options: unknown): { timeout: number | undefined; signal: A
 const DEFAULT_HEARTBEAT_MS = 10_000
 /** The least time the cleanup of a given-up wait gets before its connection is destroyed (ms). */
 const MIN_ABANDON_MS = 5_000
+/** How often a given-up wait's cancel request is sent again until the acquire answers (ms). */
+const CANCEL_RESEND_MS = 75
+/** The most time the cleanup spends ending a still-waiting backend from another connection (ms). */
+const TERMINATE_WITHIN_MS = 2_000
 
 function checkOpenOptions(options: unknown): { connectionString?: string; pool?: PgPoolLike; heartbeat: number } {
   const o = checkObject(options, 'options')
@@ -905,19 +909,47 @@ export class PgMutex {
    */
   async #abandon(client: Client, acquiring: Promise<PgTypes.QueryResult>, give: (broken: boolean) => void): Promise<void> {
     // Bounded: over a silently dead network no answer ever comes, and close() waits for this.
-    // Destroying the socket fails whatever is pending; the server drops the session (and any
-    // lock it got) when it notices.
     const within = Math.max(this.#heartbeat || DEFAULT_HEARTBEAT_MS, MIN_ABANDON_MS)
-    const bound = setTimeout(() => destroySocket(client), within)
-    const canceled = sendCancel(client, within)
+    const deadline = Date.now() + within
+    let settled = false
+    const answered = acquiring.then(
+      () => void (settled = true),
+      () => void (settled = true),
+    )
+    // PostgreSQL discards a cancel that reaches an idle backend: one that beats the acquire's own
+    // bytes to the server is lost, and the acquire would then wait with no limit. So the cancel
+    // is sent again until the acquire answers, one request at a time (each resolves once the
+    // server has signalled the backend): after the answer at most one is still on its way, which
+    // the throwaway statement below absorbs.
+    const canceling = (async () => {
+      while (!settled && Date.now() < deadline) {
+        await sendCancel(client, deadline - Date.now())
+        if (settled) return
+        let pause: ReturnType<typeof setTimeout> | undefined
+        await Promise.race([answered, new Promise<void>((resolve) => (pause = setTimeout(resolve, CANCEL_RESEND_MS)))])
+        clearTimeout(pause)
+      }
+    })()
+    // When the time is up: a backend still inside the acquire and blocked on a lock has written
+    // nothing, but it would not notice its client's socket closing (the server does not look
+    // while a backend waits on a lock); left alone it would later take the lock, mark the row
+    // held and die with its session: a false owner death for the next holder. So it is ended
+    // from another connection first; then the socket is destroyed, which fails whatever is
+    // pending (the server drops the session, and any lock it got, when it notices).
+    let ended: Promise<void> = Promise.resolve()
+    const bound = setTimeout(() => {
+      const pid = (client as unknown as { processID: number | null }).processID
+      const ending = !settled && pid != null ? this.#terminateIfWaiting(pid) : Promise.resolve()
+      ended = ending.finally(() => destroySocket(client))
+    }, within)
     try {
       const { rows } = await acquiring
-      await canceled
+      await canceling
       const outcome: string = rows[0].outcome
       if (outcome === 'busy' || outcome === 'poisoned') return
       // The server has signalled the backend by now, but the signal may still strike the next
       // statement: a throwaway one first, and the release retried once (one cancel request
-      // cancels at most one statement).
+      // cancels at most one statement, and at most one was still on its way).
       const once = async <T>(run: () => Promise<T>): Promise<T> => {
         try {
           return await run()
@@ -936,10 +968,47 @@ export class PgMutex {
     } catch {
       // Cancelled or broken: closing the connection below drops any lock it had.
     } finally {
-      await canceled
+      await canceling
       clearTimeout(bound)
+      await ended
       give(true)
     }
+  }
+
+  /**
+   * Ends the backend `pid` (the session of a given-up acquire) only if it is blocked on a lock:
+   * then it is still inside the acquire and has committed nothing, so ending it (which rolls its
+   * transaction back and drops any lock of its session) cannot leave the row marked held. Check
+   * and signal are one statement. Bounded; any failure (no privilege, no connection) is ignored:
+   * the caller destroys the socket anyway.
+   */
+  async #terminateIfWaiting(pid: number): Promise<void> {
+    let client: Client | undefined
+    let late = false
+    let expire!: () => void
+    const expired = new Promise<void>((resolve) => (expire = resolve))
+    const timer = setTimeout(() => {
+      late = true
+      if (client) destroySocket(client)
+      expire()
+    }, TERMINATE_WITHIN_MS)
+    const work = (async () => {
+      const c = await this.#connect()
+      if (late) return releaseClient(c, false)
+      client = c
+      let broken = true
+      try {
+        await c.query(
+          'SELECT pg_terminate_backend(w.pid) FROM (SELECT DISTINCT l.pid FROM pg_locks l WHERE l.pid = $1 AND NOT l.granted) w',
+          [pid],
+        )
+        broken = false
+      } finally {
+        releaseClient(c, broken)
+      }
+    })().catch(() => {})
+    await Promise.race([work, expired])
+    clearTimeout(timer)
   }
 
   /** A snapshot of the mutex (takes no lock). */
