@@ -14,7 +14,6 @@ use crate::handle::SharedMutex;
 /// flags the optimiser copied it through the stack as overlapping 16- and 8-byte loads of values
 /// just written by narrower stores (store-forwarding stalls: perf put ~40% of the Rust
 /// `try_lock()` + drop on them). Whole words are written and read back as whole words.
-#[derive(Debug)]
 #[cfg_attr(not(supported), allow(dead_code))]
 pub(crate) struct Acquisition {
     /// The dead holder as it recorded itself, when the previous owner died. Boxed: the owner
@@ -82,6 +81,21 @@ impl Acquisition {
     #[inline(always)]
     pub(crate) fn set_poison(&mut self) {
         self.meta |= POISON;
+    }
+}
+
+/// Shows the fields `meta` packs, as the derived `Debug` of the unpacked struct did: a guard's
+/// `{:?}` is a diagnostic, and the packed word printed as one number means nothing to a reader.
+impl fmt::Debug for Acquisition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquisition")
+            .field("owner_died", &self.owner_died())
+            .field("inconsistent", &self.inconsistent())
+            .field("poison", &self.poisoned())
+            .field("dead_owner", &self.dead_owner)
+            .field("pid", &self.pid())
+            .field("fencing_token", &self.fencing_token)
+            .finish()
     }
 }
 
@@ -300,5 +314,39 @@ impl fmt::Debug for MutexGuard<'_> {
 impl fmt::Debug for OwnedMutexGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedMutexGuard").field("mutex", &self.mutex).field("acquisition", &self.acq).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pid survives the packing (negative ones included: Windows' u32 ids arrive cast to
+    /// i32), and no flag bit reaches into it or into another flag.
+    #[test]
+    fn the_packed_pid_and_flags_do_not_overlap() {
+        for pid in [0, 1, 4_194_304, i32::MAX, -1, i32::MIN] {
+            for owner_died in [false, true] {
+                let mut acq = Acquisition::new(owner_died, pid);
+                assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, owner_died, owner_died, false));
+                acq.set_poison();
+                assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, owner_died, owner_died, true));
+                acq.clear_inconsistent();
+                acq.set_owner_died();
+                assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, true, false, true));
+            }
+        }
+    }
+
+    /// `{:?}` of an acquisition (and so of a guard) names what it packs, not the packed word.
+    #[test]
+    fn debug_shows_the_unpacked_fields() {
+        let mut acq = Acquisition::new(true, 4321);
+        acq.set_poison();
+        let shown = format!("{acq:?}");
+        for part in ["owner_died: true", "inconsistent: true", "poison: true", "pid: 4321", "fencing_token: 0"] {
+            assert!(shown.contains(part), "{part:?} missing from {shown}");
+        }
+        assert!(!shown.contains("meta"), "the packed word leaked into {shown}");
     }
 }
