@@ -34,6 +34,10 @@ node -e "
 
 node scripts/node-smoke/smoke.cjs "$stage"
 cp scripts/dist/smoke/{holder.cjs,scenario.cjs,smoke.cjs,smoke.mjs} "$target_dir/consumer/"
+# A package.json of its own: without one the consumer lies in this repository's package scope and
+# require('robust-mutex') resolves to the repository itself (self-reference through "exports"
+# comes before node_modules): the normal addon, not the staged flock one.
+echo '{ "name": "robust-mutex-flock-consumer", "private": true }' > "$target_dir/consumer/package.json"
 for entry in smoke.cjs smoke.mjs; do
   (cd "$target_dir/consumer" && SMOKE_EXPECT_ADDON="$addon_name" node "$entry")
 done

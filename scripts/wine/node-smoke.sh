@@ -64,6 +64,10 @@ grep -q '^node smoke: ok' "$log"
 consumer="$target_dir/node-consumer"
 rm -rf "$consumer" && mkdir -p "$consumer/node_modules"
 cp -r "$stage" "$consumer/node_modules/robust-mutex"
+# A package.json of its own: without one the consumer lies in this repository's package scope,
+# and Node resolves require('robust-mutex') to the repository itself (a package's self-reference
+# through its "exports" comes before node_modules), not to the staged package.
+echo '{ "name": "robust-mutex-wine-consumer", "private": true }' > "$consumer/package.json"
 cp scripts/dist/smoke/{holder.cjs,scenario.cjs,smoke.cjs,smoke.mjs} "$consumer/"
 for entry in smoke.cjs smoke.mjs; do
   status=0
