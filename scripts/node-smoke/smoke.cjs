@@ -3,7 +3,8 @@
 // release; a second process (spawned by the same node) holds the lock: tryLock refuses, a lock
 // with a timeout rejects with TimeoutError; the holder is terminated while this process waits in
 // lock() -> that wait resolves with ownerDied; a holder that exits without releasing -> the next
-// tryLock() gets ownerDied too; the mutex is healthy afterwards. Run by scripts/wine/node-smoke.sh
+// tryLock() gets ownerDied too; the mutex is healthy afterwards; the fencing tokens of these
+// acquisitions (bigints) increase across the holders' deaths. Run by scripts/wine/node-smoke.sh
 // (the Windows addon in the official node.exe under Wine) and scripts/flock-node-smoke.sh (the
 // file-lock backend with flock, macOS's code path, on Linux).
 // Usage: node smoke.cjs PACKAGE_DIR
@@ -46,6 +47,8 @@ async function main() {
     const first = mutex.lockSync()
     check(first.ownerDied === false, 'a fresh mutex reported ownerDied')
     first.release()
+    const tokens = [first.fencingToken]
+    check(typeof tokens[0] === 'bigint', `fencingToken is a ${typeof tokens[0]}, not a bigint`)
 
     // Terminated holder, seen by a lock() already waiting.
     const killed = await startHolder(path)
@@ -64,6 +67,7 @@ async function main() {
     const afterKill = await waiting
     check(afterKill.ownerDied === true, 'the waiting lock() did not report ownerDied after the holder was terminated')
     afterKill.release()
+    tokens.push(afterKill.fencingToken)
 
     // A holder that exits without releasing.
     const exiting = await startHolder(path, 'exit')
@@ -73,10 +77,15 @@ async function main() {
     const afterExit = mutex.tryLock()
     check(afterExit !== null && afterExit.ownerDied === true, 'tryLock after the holder exited holding did not report ownerDied')
     afterExit.release()
+    tokens.push(afterExit.fencingToken)
 
     const again = mutex.tryLock()
     check(again !== null && again.ownerDied === false, 'the mutex is not healthy after the recoveries')
     again.release()
+    tokens.push(again.fencingToken)
+    // Each holder process took a token in between: strictly greater, not necessarily by one.
+    check(tokens.every((t, i) => i === 0 || t > tokens[i - 1]), `fencing tokens did not increase: ${tokens.join(' ')}`)
+    check(mutex.state().fencingToken === tokens[3], 'state().fencingToken is not the last token issued')
     mutex.close()
     SharedMutex.destroy(path)
     console.log(`node smoke: ok (node ${process.version} ${process.platform}-${process.arch}, ${addons()[0].split(/[\\/]/).pop()})`)

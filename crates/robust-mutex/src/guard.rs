@@ -188,12 +188,12 @@ macro_rules! guard_methods {
         /// ```
         /// use robust_mutex::SharedMutex;
         ///
-        /// /// A store that refuses writes whose fencing token is not newer than the last it accepted.
+        /// /// A store that refuses writes whose fencing token is older than the newest it accepted.
         /// struct FencedStore { highest: u64, value: String }
         ///
         /// impl FencedStore {
         ///     fn write(&mut self, token: u64, value: &str) -> Result<(), String> {
-        ///         if token <= self.highest {
+        ///         if token < self.highest {
         ///             return Err(format!("stale fencing token {token}"));
         ///         }
         ///         (self.highest, self.value) = (token, value.to_owned());
