@@ -259,13 +259,17 @@ impl Inner {
         header.owner_pid.store(pid, Ordering::Relaxed);
         header.owner_tid.store(sys::tid(), Ordering::Relaxed);
         header.owner_pid_namespace.store(sys::pid_namespace_id(), Ordering::Relaxed);
-        // A waiter's stamp of the previous holder's time can land after that holder's release.
-        header.owner_since_ns.store(0, Ordering::Relaxed);
         acq.fencing_token = crate::fencing::issue(&header.fencing_token);
+        // Counted before the holding time is cleared, and cleared with Release: a `state()`
+        // reader stamps the time only if the count it read before is still the count after its
+        // stamp (`stamp_holding_time`). A reader whose stamp lands on this clear then sees the
+        // new count and takes its stamp back; counted after the clear, a stamp that landed in
+        // between stayed, a time from before this acquisition.
         header::Shared::bump(&header.acquisitions);
         if contended {
             header::Shared::bump(&header.contended);
         }
+        header.owner_since_ns.store(0, Ordering::Release);
         acq
     }
 
