@@ -103,3 +103,18 @@ export function tcpProxy(targetPort: number): Promise<Proxy> {
     })
   })
 }
+
+/** pg.ts's SCHEMA_LOCK_KEY (not exported): the transaction-level lock schema creation waits on. */
+export const SCHEMA_LOCK_KEY = '-3739402856245061633'
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** How a promise ended, without letting a rejection escape: the value, or the error. */
+export function outcomeOf<T>(p: Promise<T>): { settled: () => boolean; result: Promise<T | Error> } {
+  let done = false
+  const result = p.then(
+    (v) => ((done = true), v),
+    (e: Error) => ((done = true), e),
+  )
+  return { settled: () => done, result }
+}

@@ -8,12 +8,10 @@ import test from 'ava'
 import { Pool } from 'pg'
 
 import { PgMutex, SchemaError, TimeoutError, type PgLockGuard } from '../pg'
-import { advisoryLockers, eventually, tcpProxy } from './pg-helpers'
+import { SCHEMA_LOCK_KEY, advisoryLockers, eventually, outcomeOf, sleep, tcpProxy } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
 
 const REVIEW_CHILD = path.join(__dirname, 'fixtures', 'pg-review-child.ts')
-// pg.ts's SCHEMA_LOCK_KEY (not exported): the transaction-level lock schema creation waits on.
-const SCHEMA_LOCK_KEY = '-3739402856245061633'
 
 let server: PgServer
 test.before(async () => {
@@ -22,18 +20,6 @@ test.before(async () => {
 test.after.always(async () => {
   await server?.stop()
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** How a promise ended, without letting a rejection escape: the guard, or the error. */
-function outcomeOf<T>(p: Promise<T>): { settled: () => boolean; result: Promise<T | Error> } {
-  let done = false
-  const result = p.then(
-    (v) => ((done = true), v),
-    (e: Error) => ((done = true), e),
-  )
-  return { settled: () => done, result }
-}
 
 // setTimeout caps its delay at 2^31-1 ms; a longer one fires after 1 ms (TimeoutOverflowWarning).
 // Any timeout above ~2^31 ms (24.8 days) is affected.

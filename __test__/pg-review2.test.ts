@@ -7,11 +7,8 @@ import * as net from 'node:net'
 import { Pool } from 'pg'
 
 import { PgMutex, type PgLockGuard } from '../pg'
-import { advisoryLockers, eventually, tcpProxy } from './pg-helpers'
+import { SCHEMA_LOCK_KEY, advisoryLockers, eventually, outcomeOf, sleep, tcpProxy } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
-
-// pg.ts's SCHEMA_LOCK_KEY (not exported): the transaction-level lock schema creation waits on.
-const SCHEMA_LOCK_KEY = '-3739402856245061633'
 
 let server: PgServer
 test.before(async () => {
@@ -20,18 +17,6 @@ test.before(async () => {
 test.after.always(async () => {
   await server?.stop()
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** How a promise ended, without letting a rejection escape: the value, or the error. */
-function outcomeOf<T>(p: Promise<T>): { settled: () => boolean; result: Promise<T | Error> } {
-  let done = false
-  const result = p.then(
-    (v) => ((done = true), v),
-    (e: Error) => ((done = true), e),
-  )
-  return { settled: () => done, result }
-}
 
 // ensureSchema's creation transaction was a plain BEGIN: under a database default of REPEATABLE
 // READ its snapshot is taken by the statement that waits for the other creator, so after that
