@@ -9,78 +9,150 @@ use crate::handle::SharedMutex;
 
 /// What an acquisition found and what the holder decided; shared by both guard types.
 ///
-/// Three 8-byte words, the pid and the flags packed into one: the fast path builds one of these
-/// and the guard's `Result<Option<_>>` carries it out, and with a 4-byte pid and three 1-byte
-/// flags the optimiser copied it through the stack as overlapping 16- and 8-byte loads of values
-/// just written by narrower stores (store-forwarding stalls: perf put ~40% of the Rust
-/// `try_lock()` + drop on them). Whole words are written and read back as whole words.
+/// Two 8-byte words, so that the compiler moves it (and the guards and `Result`s carrying it)
+/// as two scalars: at three words, the fast path wrote it with three 8-byte stores and the
+/// caller's move of the returned `Result` read it back with a 16-byte load over two of them, a
+/// store-forwarding stall (perf: ~25% of the Rust `lock()` + drop and `try_lock()` + drop; A/B:
+/// 6-8 ns per pair, see notes/11-rustguard.md). The dead owner's record, needed only on the
+/// cold owner-death path, therefore lives in a box that `meta` points to instead of a third
+/// word.
 #[cfg_attr(not(supported), allow(dead_code))]
 pub(crate) struct Acquisition {
-    /// The dead holder as it recorded itself, when the previous owner died. Boxed: the owner
-    /// death path is cold, and an inline `OwnerInfo` tripled the size of every acquisition the
-    /// fast path moves around (measured: ~5 ns per lock/unlock).
-    pub dead_owner: Option<Box<crate::state::OwnerInfo>>,
     /// This acquisition's fencing token (see `fencing.rs`), set by the backend's admission.
     pub fencing_token: u64,
-    /// The process that acquired it (low 32 bits: a copy of the guard in a `fork()` child must
-    /// not release), and the flags below.
+    /// Either (low bit 1, every plain acquisition) the process that acquired it in the high 32
+    /// bits (a copy of the guard in a `fork()` child must not release) and the flags below, or
+    /// (low bit 0) the address of a boxed [`Unusual`] holding both plus the dead owner's record.
     meta: u64,
 }
 
+/// Marks the inline form of `meta`; a `Box<Unusual>` is at least 8-byte aligned, so its address
+/// has this bit clear.
+const INLINE: u64 = 1;
 /// The previous holder died holding the lock.
-const OWNER_DIED: u64 = 1 << 32;
+const OWNER_DIED: u64 = 1 << 1;
 /// The pthread mutex itself is inconsistent (EOWNERDEAD) and must be marked consistent by this
 /// thread before unlocking.
-const INCONSISTENT: u64 = 1 << 33;
+const INCONSISTENT: u64 = 1 << 2;
 /// The holder declared the protected state unrecoverable.
-const POISON: u64 = 1 << 34;
+const POISON: u64 = 1 << 3;
+
+/// The boxed form of `meta`: the inline word (pid and flags) and the dead holder's record.
+struct Unusual {
+    inline: u64,
+    dead_owner: Option<crate::state::OwnerInfo>,
+}
+
+const _: () = assert!(std::mem::align_of::<Unusual>() > 1, "the INLINE tag needs an even address");
 
 #[cfg_attr(not(supported), allow(dead_code))]
 impl Acquisition {
     #[inline(always)]
     pub(crate) fn new(owner_died: bool, pid: i32) -> Acquisition {
         let flags = if owner_died { OWNER_DIED | INCONSISTENT } else { 0 };
-        Acquisition { dead_owner: None, fencing_token: 0, meta: u64::from(pid as u32) | flags }
+        Acquisition { fencing_token: 0, meta: (u64::from(pid as u32) << 32) | flags | INLINE }
+    }
+
+    /// The boxed record, when `meta` points to one.
+    #[inline(always)]
+    fn unusual(&self) -> Option<&Unusual> {
+        // SAFETY: with the INLINE bit clear, `meta` is the address of a live `Box<Unusual>`
+        // owned by this acquisition (made by `set_dead_owner`, freed only by `drop`).
+        (self.meta & INLINE == 0).then(|| unsafe { &*(self.meta as usize as *const Unusual) })
+    }
+
+    /// The pid and flags word, wherever it lives.
+    #[inline(always)]
+    fn inline(&self) -> u64 {
+        match self.unusual() {
+            None => self.meta,
+            Some(unusual) => unusual.inline,
+        }
+    }
+
+    /// Changes the pid and flags word, wherever it lives.
+    #[inline(always)]
+    fn update(&mut self, f: impl FnOnce(u64) -> u64) {
+        if self.meta & INLINE != 0 {
+            self.meta = f(self.meta);
+        } else {
+            // SAFETY: as in `unusual`; `&mut self` makes this the only access.
+            let unusual = unsafe { &mut *(self.meta as usize as *mut Unusual) };
+            unusual.inline = f(unusual.inline);
+        }
     }
 
     /// The process that acquired it.
     #[inline(always)]
     pub(crate) fn pid(&self) -> i32 {
-        self.meta as u32 as i32
+        (self.inline() >> 32) as u32 as i32
     }
 
     /// The previous holder died holding the lock.
     #[inline(always)]
     pub(crate) fn owner_died(&self) -> bool {
-        self.meta & OWNER_DIED != 0
+        self.inline() & OWNER_DIED != 0
     }
 
     #[inline(always)]
     pub(crate) fn set_owner_died(&mut self) {
-        self.meta |= OWNER_DIED;
+        self.update(|m| m | OWNER_DIED);
     }
 
     /// The pthread mutex must be marked consistent before unlocking.
     #[inline(always)]
     pub(crate) fn inconsistent(&self) -> bool {
-        self.meta & INCONSISTENT != 0
+        self.inline() & INCONSISTENT != 0
     }
 
     #[inline(always)]
     #[cfg_attr(not(named_mutex), allow(dead_code))]
     pub(crate) fn clear_inconsistent(&mut self) {
-        self.meta &= !INCONSISTENT;
+        self.update(|m| m & !INCONSISTENT);
     }
 
     /// The holder declared the protected state unrecoverable.
     #[inline(always)]
     pub(crate) fn poisoned(&self) -> bool {
-        self.meta & POISON != 0
+        self.inline() & POISON != 0
     }
 
     #[inline(always)]
     pub(crate) fn set_poison(&mut self) {
-        self.meta |= POISON;
+        self.update(|m| m | POISON);
+    }
+
+    /// The dead holder as it recorded itself, when the previous owner died and had recorded
+    /// itself.
+    #[inline]
+    pub(crate) fn dead_owner(&self) -> Option<&crate::state::OwnerInfo> {
+        self.unusual().and_then(|unusual| unusual.dead_owner.as_ref())
+    }
+
+    /// Records who died holding the lock (the owner-death path only: it allocates).
+    #[cold]
+    pub(crate) fn set_dead_owner(&mut self, dead_owner: Option<crate::state::OwnerInfo>) {
+        match self.meta & INLINE {
+            0 => {
+                // SAFETY: as in `update`.
+                unsafe { &mut *(self.meta as usize as *mut Unusual) }.dead_owner = dead_owner;
+            }
+            _ => {
+                let boxed = Box::new(Unusual { inline: self.meta & !INLINE, dead_owner });
+                self.meta = Box::into_raw(boxed) as usize as u64;
+            }
+        }
+    }
+}
+
+impl Drop for Acquisition {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.meta & INLINE == 0 {
+            // SAFETY: the address came from `Box::into_raw` in `set_dead_owner`, and this
+            // acquisition owns it (it is not Clone); drop runs once.
+            drop(unsafe { Box::from_raw(self.meta as usize as *mut Unusual) });
+        }
     }
 }
 
@@ -92,7 +164,7 @@ impl fmt::Debug for Acquisition {
             .field("owner_died", &self.owner_died())
             .field("inconsistent", &self.inconsistent())
             .field("poison", &self.poisoned())
-            .field("dead_owner", &self.dead_owner)
+            .field("dead_owner", &self.dead_owner())
             .field("pid", &self.pid())
             .field("fencing_token", &self.fencing_token)
             .finish()
@@ -171,7 +243,7 @@ macro_rules! guard_methods {
         /// # Ok::<(), robust_mutex::Error>(())
         /// ```
         pub fn dead_owner(&self) -> Option<crate::state::OwnerInfo> {
-            self.acq.dead_owner.as_deref().copied()
+            self.acq.dead_owner().copied()
         }
 
         /// This acquisition's fencing token: strictly greater than every token issued before
@@ -336,6 +408,31 @@ mod tests {
                 assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, true, false, true));
             }
         }
+    }
+
+    /// Attaching a dead owner's record moves the pid and flags into the box without changing
+    /// them; the flags still change there afterwards, and a second record replaces the first.
+    #[test]
+    fn the_boxed_form_keeps_pid_and_flags() {
+        use crate::state::OwnerInfo;
+        for pid in [1, i32::MAX, -1, i32::MIN] {
+            let mut acq = Acquisition::new(true, pid);
+            assert!(acq.dead_owner().is_none());
+            let dead = OwnerInfo { pid: 77, tid: 78, since: None };
+            acq.set_dead_owner(Some(dead));
+            assert_eq!(acq.meta & INLINE, 0, "boxed");
+            assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, true, true, false));
+            assert_eq!(acq.dead_owner(), Some(&dead));
+            acq.clear_inconsistent();
+            acq.set_poison();
+            assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, true, false, true));
+            acq.set_dead_owner(None);
+            assert_eq!(acq.dead_owner(), None);
+            assert_eq!(acq.pid(), pid);
+        }
+        // A plain acquisition stays inline (no allocation on the fast path).
+        assert_eq!(Acquisition::new(false, 5).meta & INLINE, INLINE);
+        assert_eq!(std::mem::size_of::<Acquisition>(), 16);
     }
 
     /// `{:?}` of an acquisition (and so of a guard) names what it packs, not the packed word.

@@ -21,7 +21,7 @@ impl Inner {
             return unsafe { self.release(acq) };
         }
         let header = self.header();
-        let dead = acq.dead_owner.as_deref();
+        let dead = acq.dead_owner();
         // The dead holder's pid for the next acquirer's report, but not its tid: the
         // vanished-holder probe matches the recorded tid against the lock word, and a program
         // that does not record itself could be holding on a reused tid.

@@ -278,7 +278,7 @@ impl Inner {
     fn count_owner_death(&self, acq: &mut Acquisition) {
         let header = self.header();
         let pid = header.owner_pid.load(Ordering::Relaxed);
-        acq.dead_owner = (pid != 0).then(|| Box::new(OwnerInfo {
+        acq.set_dead_owner((pid != 0).then(|| OwnerInfo {
             pid,
             tid: header.owner_tid.load(Ordering::Relaxed),
             since: since(header.owner_since_ns.load(Ordering::Relaxed)),

@@ -57,7 +57,7 @@ impl RawAcquisition {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn dead_owner(&self) -> Option<OwnerInfo> {
-        self.acq.dead_owner.as_deref().copied()
+        self.acq.dead_owner().copied()
     }
 
     /// This acquisition's fencing token (see [`MutexGuard::fencing_token`]).

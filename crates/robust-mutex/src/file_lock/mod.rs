@@ -286,13 +286,11 @@ impl Inner {
         let header = self.header();
         acq.set_owner_died();
         let pid = header.owner_pid.load(Ordering::Relaxed);
-        acq.dead_owner = (pid != 0).then(|| {
-            Box::new(OwnerInfo {
-                pid,
-                tid: header.owner_tid.load(Ordering::Relaxed),
-                since: since(header.owner_since_ns.load(Ordering::Relaxed)),
-            })
-        });
+        acq.set_dead_owner((pid != 0).then(|| OwnerInfo {
+            pid,
+            tid: header.owner_tid.load(Ordering::Relaxed),
+            since: since(header.owner_since_ns.load(Ordering::Relaxed)),
+        }));
         Shared::bump(&header.owner_deaths);
         header.last_owner_death_ns.store(os::realtime_ns(), Ordering::Relaxed);
     }
@@ -329,7 +327,7 @@ impl Inner {
             return unsafe { self.release(acq) };
         }
         let header = self.header();
-        let dead = acq.dead_owner.as_deref();
+        let dead = acq.dead_owner();
         header.owner_pid.store(dead.map_or(0, |d| d.pid), Ordering::Relaxed);
         header.owner_tid.store(dead.map_or(0, |d| d.tid), Ordering::Relaxed);
         let since_ns = dead

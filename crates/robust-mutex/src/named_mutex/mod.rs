@@ -265,9 +265,11 @@ impl Inner {
         let mut acq = Acquisition::new(abandoned || h.pending_death != 0, pid as i32);
         acq.clear_inconsistent();
         if acq.owner_died() {
-            acq.dead_owner = (h.owner_pid != 0).then(|| {
-                Box::new(OwnerInfo { pid: h.owner_pid as i32, tid: h.owner_tid as i32, since: since(h.owner_since_ns) })
-            });
+            acq.set_dead_owner((h.owner_pid != 0).then(|| OwnerInfo {
+                pid: h.owner_pid as i32,
+                tid: h.owner_tid as i32,
+                since: since(h.owner_since_ns),
+            }));
             h.owner_deaths += 1;
             h.pending_death = 0;
         }
@@ -315,7 +317,7 @@ impl Inner {
             return unsafe { self.release(acq) };
         }
         let mut h = header::read(&self.file)?;
-        let dead = acq.dead_owner.as_deref();
+        let dead = acq.dead_owner();
         h.owner_pid = dead.map_or(0, |d| d.pid as u32);
         h.owner_tid = dead.map_or(0, |d| d.tid as u32);
         h.owner_since_ns = dead
