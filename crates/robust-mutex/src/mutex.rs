@@ -109,11 +109,13 @@ impl Inner {
     /// error, an owner death, a header that is not READY: finished out of line by
     /// [`try_acquire_unusual`](Self::try_acquire_unusual)).
     ///
-    /// Why continuations: returned as `Result<Option<Acquisition>, Error>` and re-wrapped by the
-    /// caller into `Result<Option<MutexGuard>, Error>`, the acquisition went through the stack in
-    /// two or three differently shaped enums, copied with wide loads of values just written by
-    /// narrower stores (store-forwarding stalls: perf put ~40% of the Rust `try_lock()` + drop
-    /// on them). `plain` builds the caller's result from the fields directly.
+    /// Why continuations: when the acquisition was three words, returned as
+    /// `Result<Option<Acquisition>, Error>` and re-wrapped by the caller it went through the
+    /// stack in differently shaped enums, copied with wide loads of values just written by
+    /// narrower stores (store-forwarding stalls). Since it is two words the compiler moves it as
+    /// two scalars either way: `SharedMutex::try_lock` is a plain `map` again, and
+    /// `try_acquire_raw` (the Node binding's path) measured the same through both (A/B in
+    /// notes/11-rustguard.md), so it was left as it is.
     #[inline(always)]
     pub(crate) fn try_acquire_with<R>(
         &self,
