@@ -64,26 +64,26 @@ impl Handle {
         token.encode()
     }
 
-    #[inline]
-    fn take(&mut self, id: u64) -> Result<RawAcquisition> {
-        match self.held.iter().position(|h| u64::from(h.id) == id) {
-            Some(index) => Ok(self.held.swap_remove(index).acquisition),
-            None => Err(coded("ERELEASED", "the lock guard was already released")),
-        }
-    }
-
     /// Unlocks (consistent after an owner death, or poisoned). The entry is gone either way: an
     /// unlock that fails (only a thread that does not hold the lock can get that) leaves nothing
     /// this thread could retry.
     #[inline]
     pub(crate) fn release(&mut self, id: u64, poison: bool) -> Result<()> {
-        let mut acquisition = self.take(id)?;
+        let Some(index) = self.held.iter().position(|h| u64::from(h.id) == id) else {
+            return Err(coded("ERELEASED", "the lock guard was already released"));
+        };
+        // Released where it lies, then removed: moving it out first cost a store-forwarding
+        // stall (the value written to the stack in two halves, read back as one).
+        let acquisition = &mut self.held[index].acquisition;
         if poison {
             acquisition.poison();
         }
-        // SAFETY: `acquisition` was acquired from `self.mutex` by this thread: the table is
-        // thread-local, so only the acquiring thread can reach the entry.
-        unsafe { self.mutex.release_raw(acquisition) }.map_err(to_napi)
+        // SAFETY: `acquisition` was acquired from `self.mutex` by this thread (the table is
+        // thread-local, so only the acquiring thread can reach the entry), and its entry is
+        // removed right below, so it is never released twice.
+        let result = unsafe { self.mutex.release_raw_in_place(acquisition) };
+        self.held.swap_remove(index);
+        result.map_err(to_napi)
     }
 
     pub(crate) fn dead_owner(&self, id: u64) -> Option<robust_mutex::OwnerInfo> {
