@@ -51,7 +51,7 @@ export {
 // object, and a load from it is a generic IC lookup (~5% of a tryLock()+release() pair).
 const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
-  releaseFast(handle: number, token: number, poison: boolean): void
+  releaseFast(handle: number, token: number): void // never poisons: binding.release does
   fenceSlot(): ArrayBuffer
   stateInto(handle: number, slots: Float64Array): void
 }
@@ -480,7 +480,9 @@ export class LockGuard implements Disposable {
   release(): void {
     if (this.#released) throw new ReleasedError('the lock guard was already released')
     try {
-      fast.releaseFast(this.#handle, this.#token, this.#poison)
+      // A poisoning release is rare: the generated call takes the flag, the raw one reads none.
+      if (this.#poison) binding.release(this.#handle, this.#token, true)
+      else fast.releaseFast(this.#handle, this.#token)
     } catch (err) {
       const translated = translate(err)
       if (translated instanceof ReleasedError) this.#done()
