@@ -10,14 +10,15 @@
 // A build directory needs the compiled package: index.js, native.js, errors.js, binding.js, the
 // .node addon and package.json (copy them from a checkout of the baseline after `npm run build`).
 // Prints the median (and the fastest) trial of each. BENCH_AB_ROWS=3,4 runs only those rows
-// (0-based, in the order of ROWS; row 5 is the empty-call baseline of issue 11's target 2).
+// (0-based, in the order of ROWS; row 5 is the empty-call baseline of issue 11's target 2);
+// BENCH_AB_TRIALS=30 takes more trials (default 10).
 'use strict'
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const TRIALS = 10
+const TRIALS = Number(process.env.BENCH_AB_TRIALS ?? 10)
 const ROWS = [
   ['tryLock() + release()', 500_000],
   ['lockSync() + release()', 500_000],
