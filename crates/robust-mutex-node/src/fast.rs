@@ -78,10 +78,8 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
     match result {
         Ok(token) => {
             let mut out = ptr::null_mut();
-            // A token is below 2^30 (handles.rs), so it is an int32 and a V8 small integer: the
-            // int32 constructor returns it without the double's checks.
             // SAFETY: env is live; out receives the new number.
-            unsafe { sys::napi_create_int32(env, token as i32, &mut out) };
+            unsafe { sys::napi_create_double(env, token, &mut out) };
             out
         }
         // SAFETY: env is live.
