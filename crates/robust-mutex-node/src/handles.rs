@@ -80,7 +80,8 @@ impl Handle {
         }
         // SAFETY: `acquisition` was acquired from `self.mutex` by this thread (the table is
         // thread-local, so only the acquiring thread can reach the entry), and its entry is
-        // removed right below, so it is never released twice.
+        // removed right below whatever the call returned, so it is never released twice (the
+        // core's release returns errors; it has no panic path once it has unlocked).
         let result = unsafe { self.mutex.release_raw_in_place(acquisition) };
         self.held.swap_remove(index);
         result.map_err(to_napi)
