@@ -51,7 +51,7 @@ export {
 // object, and a load from it is a generic IC lookup (~5% of a tryLock()+release() pair).
 const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
-  releaseFast(handle: number, token: number, poison: boolean): void
+  releaseFast(handle: number, token: number): void // never poisons: binding.release does
   fenceSlot(): ArrayBuffer
   stateInto(handle: number, slots: Float64Array): void
 }
@@ -390,20 +390,31 @@ const unreleasedGuards = new FinalizationRegistry<string>((where) => {
 })
 const SWEEP_MS = 250
 const SWEEP_LENGTH = 1024
-const recentGuards: LockGuard[] = []
+// An array of the final length and a count, replaced at each sweep: emptying it with
+// `length = 0` dropped its storage, which then grew again from 4 elements every sweep (~2% of a
+// tryLock()+release() pair); a single long-lived array is promoted to the old generation, and
+// every store of a new guard into it then pays the write barrier's remembered-set insertion
+// (~3%). A fresh one per 1024 guards stays young.
+let recentGuards: LockGuard[] = new Array<LockGuard>(SWEEP_LENGTH)
+let recentCount = 0
 let sweepTimer: ReturnType<typeof setTimeout> | undefined
 
 function trackGuard(guard: LockGuard): void {
-  recentGuards.push(guard)
-  if (recentGuards.length >= SWEEP_LENGTH) sweepGuards()
+  recentGuards[recentCount++] = guard
+  if (recentCount >= SWEEP_LENGTH) sweepGuards()
   else if (sweepTimer === undefined) sweepTimer = setTimeout(sweepGuards, SWEEP_MS).unref()
 }
 
 function sweepGuards(): void {
   if (sweepTimer !== undefined) clearTimeout(sweepTimer)
   sweepTimer = undefined
-  for (const guard of recentGuards) guard[TRACK]()
-  recentGuards.length = 0
+  const guards = recentGuards
+  const count = recentCount
+  // Replaced before the calls: the list must not keep a guard alive (its collection is what the
+  // registry watches for).
+  recentGuards = new Array<LockGuard>(SWEEP_LENGTH)
+  recentCount = 0
+  for (let i = 0; i < count; i++) guards[i][TRACK]()
 }
 
 /** Proof of holding the lock. Release it exactly once (or let `using` do it). */
@@ -480,7 +491,9 @@ export class LockGuard implements Disposable {
   release(): void {
     if (this.#released) throw new ReleasedError('the lock guard was already released')
     try {
-      fast.releaseFast(this.#handle, this.#token, this.#poison)
+      // A poisoning release is rare: the generated call takes the flag, the raw one reads none.
+      if (this.#poison) binding.release(this.#handle, this.#token, true)
+      else fast.releaseFast(this.#handle, this.#token)
     } catch (err) {
       const translated = translate(err)
       if (translated instanceof ReleasedError) this.#done()

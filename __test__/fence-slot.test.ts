@@ -44,7 +44,7 @@ function detachInChild(lockPath: string, refuseExternal: boolean): Seen {
       const detached = slot.byteLength === 0
       // Through the raw binding, which does not take a fresh slot first.
       const handle = binding.open(${JSON.stringify(lockPath)})
-      binding.releaseFast(handle, binding.tryLockFast(handle), false)
+      binding.releaseFast(handle, binding.tryLockFast(handle))
       const raw = String(binding.state(handle).fencingToken)
       binding.close(handle)
       take(mutex.lockSync())

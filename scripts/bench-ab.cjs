@@ -10,32 +10,41 @@
 // A build directory needs the compiled package: index.js, native.js, errors.js, binding.js, the
 // .node addon and package.json (copy them from a checkout of the baseline after `npm run build`).
 // Prints the median (and the fastest) trial of each. BENCH_AB_ROWS=3,4 runs only those rows
-// (0-based, in the order of ROWS).
+// (0-based, in the order of ROWS; row 5 is the empty-call baseline of issue 11's target 2);
+// BENCH_AB_TRIALS=30 takes more trials (default 10).
 'use strict'
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const TRIALS = 10
+const TRIALS = Number(process.env.BENCH_AB_TRIALS ?? 10)
 const ROWS = [
   ['tryLock() + release()', 500_000],
   ['lockSync() + release()', 500_000],
   ['await lock() + release()', 200_000],
   ['state()', 100_000],
   ['state() while held', 100_000],
+  ['two empty Node-API calls', 500_000],
 ]
 
 function child(dir) {
   const { SharedMutex } = require(path.resolve(dir, 'index.js'))
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'robust-mutex-bench-ab-'))
   const m = SharedMutex.open(path.join(tmp, 'bench.lock'))
+  // The baseline of target 2: the addon's empty raw callback, twice (what a tryLock()+release()
+  // pair would cost if the lock itself were free).
+  const { noopFast } = require(path.resolve(dir, 'binding.js'))
   const ops = [
     () => m.tryLock().release(),
     () => m.lockSync().release(),
     async () => (await m.lock()).release(),
     () => m.state(),
     () => m.state(), // with the lock held: the owner object and its Date too
+    () => {
+      noopFast()
+      noopFast()
+    },
   ]
   process.on('message', async ({ row }) => {
     if (row < 0) {

@@ -1,10 +1,12 @@
 //! The two calls of the uncontended path, `tryLockFast(handle)` and
-//! `releaseFast(handle, token, poison)`, as raw Node-API callbacks.
+//! `releaseFast(handle, token)`, as raw Node-API callbacks.
 //!
 //! napi-rs wraps every generated function with per-call bookkeeping (borrow scopes, allocation)
 //! that costs ~150 ns, more than the whole lock/unlock pair. These two read their arguments and
 //! return a number directly; everything else stays on the generated path. Same semantics and
-//! errors as `tryLock` / `release` (declared for TypeScript in `index.ts`).
+//! errors as `tryLock` / `release` (declared for TypeScript in `index.ts`). `releaseFast` never
+//! poisons: a poisoning release is rare and goes through the generated `release(handle, token,
+//! true)`, so the common one reads no third argument (a boolean conversion, ~3% of the pair).
 
 use std::ffi::{c_char, CString};
 use std::ptr;
@@ -87,15 +89,12 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
 
 unsafe extern "C" fn release_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: env/info come from Node for this callback.
-    let [handle, token, poison] = unsafe { args::<3>(env, info) };
-    let mut poisoned = false;
-    // SAFETY: env is live; a non-boolean leaves `poisoned` false.
-    unsafe { sys::napi_get_value_bool(env, poison, &mut poisoned) };
+    let [handle, token] = unsafe { args::<2>(env, info) };
     // SAFETY: env is live.
     let token = unsafe { number(env, token) }.unwrap_or(0.0);
     // SAFETY: as above.
     let handle = unsafe { number(env, handle) };
-    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::release(h, token, poisoned)));
+    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::release(h, token, false)));
     match result {
         Ok(()) => ptr::null_mut(), // undefined
         // SAFETY: env is live.

@@ -1,6 +1,7 @@
 //! Guards cross into JavaScript as plain numbers ("tokens"), not objects: creating a wrapped
 //! native object per acquisition costs microseconds and a GC finalizer, the whole budget of the
-//! fast path. A token is `id * 2 + owner_died`, exact in a double up to 2^52 ids.
+//! fast path. A token is `id * 2 + owner_died`; ids stay below 2^29 (`handles.rs`), so a token
+//! is a small integer that V8 returns without allocating.
 
 /// A decoded token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
