@@ -495,9 +495,12 @@ export class LockGuard implements Disposable {
       if (this.#poison) binding.release(this.#handle, this.#token, true)
       else fast.releaseFast(this.#handle, this.#token)
     } catch (err) {
-      const translated = translate(err)
-      if (translated instanceof ReleasedError) this.#done()
-      throw translated
+      // Whatever failed, the binding's record of this hold is gone (an unlock is never retried:
+      // only a thread that does not hold the lock can fail one), so the guard is released for
+      // good: a retry must not reach a later hold.
+      this.#done()
+      this.#mutex[RELEASED]()
+      throw translate(err)
     }
     this.#done()
     this.#mutex[RELEASED]()

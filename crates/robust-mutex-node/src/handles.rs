@@ -8,12 +8,16 @@
 //! A handle number carries its slot's generation, so a number kept after `close()` never
 //! reaches the handle that reuses the slot. Generations and each handle's token ids start at
 //! random values, so code holding only the raw binding cannot guess a live (handle, token) pair
-//! and release a lock it does not hold: a guess must hit the slot's 12-bit generation (the
-//! slot index is small and guessable) and the one id held among 2^29 (at most a handful are
-//! held at a time). Ids stay below 2^29 so that a token is a small integer for V8 (see
-//! `ID_LIMIT`); they wrap around and never reuse an id still held. That is a guard against
-//! accidents and casual misuse, not a secret: code in the same thread can also read the guard's
-//! token through a debugger or a patched module.
+//! and release a lock it does not hold: a guess must hit the slot's 12-bit generation (the slot
+//! index is small and guessable) and the one id held among 2^28. That guards against accidents
+//! and casual misuse, not against code in the same thread (it can read a guard's token anyway).
+//!
+//! Token ids never repeat in a handle's life: a token kept after its release (a raw caller, or a
+//! guard whose release failed) must never release a later acquisition. They start below 2^28 so
+//! that a token (`id * 2 + owner_died`) stays a small integer for V8 (a Smi: returning it
+//! allocates nothing; a 40-bit start made every tryLock() allocate a heap number, ~6% of a
+//! tryLock()+release() pair) for the first 2^28 acquisitions of a handle at least; past 2^29
+//! they are heap numbers again, correct and a few ns dearer.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
@@ -28,15 +32,17 @@ use crate::watcher::Watcher;
 const SLOT_BITS: u32 = 20;
 const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
 
-/// Token ids are below this: a token (`id * 2 + owner_died`) is then below 2^30, an integer V8
-/// keeps unboxed (a Smi, 31 bits even with pointer compression), so returning it allocates
-/// nothing. From 40-bit ids, every tryLock() allocated a heap number (~6% of a
-/// tryLock()+release() pair with the scavenges it caused).
-const ID_LIMIT: u32 = 1 << 29;
+/// A handle's first token id is below this (see the module comment): its tokens are Smis for at
+/// least 2^28 acquisitions.
+const FIRST_ID_LIMIT: u64 = 1 << 28;
+
+/// Ids stay below this, so that a token (`id * 2 + 1`) is exact in a double: 2^52 - 2^28
+/// acquisitions of one handle, centuries at any rate a lock can be taken.
+const ID_END: u64 = 1 << 51;
 
 /// A lock held by this JS thread through one handle.
 struct Held {
-    id: u32,
+    id: u64,
     acquisition: RawAcquisition,
 }
 
@@ -46,8 +52,8 @@ pub(crate) struct Handle {
     pub watcher: Watcher,
     /// Locks this thread holds through this handle (rarely more than one).
     held: Vec<Held>,
-    /// The last id issued (ids are 1..ID_LIMIT).
-    last_id: u32,
+    /// The last id issued; the next is the one after it (ids never repeat in a handle's life).
+    last_id: u64,
 }
 
 impl Handle {
@@ -56,20 +62,20 @@ impl Handle {
     #[inline]
     pub(crate) fn hold(&mut self, env: napi::sys::napi_env, acquisition: RawAcquisition) -> f64 {
         crate::fence::publish(env, acquisition.fencing_token());
-        let held = &self.held;
-        let id = next_free_id(self.last_id, |id| held.iter().any(|h| h.id == id));
+        // Capped where tokens would stop being exact doubles; never reached (2^51 acquisitions).
+        let id = (self.last_id + 1).min(ID_END);
         self.last_id = id;
-        let token = Token { id: u64::from(id), owner_died: acquisition.owner_died() };
+        let token = Token { id, owner_died: acquisition.owner_died() };
         self.held.push(Held { id, acquisition });
         token.encode()
     }
 
     /// Unlocks (consistent after an owner death, or poisoned). The entry is gone either way: an
-    /// unlock that fails (only a thread that does not hold the lock can get that) leaves nothing
-    /// this thread could retry.
+    /// unlock that fails (only a thread that does not hold the lock can get that) is not retried,
+    /// and `index.ts` marks the guard released whatever this returns.
     #[inline]
     pub(crate) fn release(&mut self, id: u64, poison: bool) -> Result<()> {
-        let Some(index) = self.held.iter().position(|h| u64::from(h.id) == id) else {
+        let Some(index) = self.held.iter().position(|h| h.id == id) else {
             return Err(coded("ERELEASED", "the lock guard was already released"));
         };
         // Released where it lies, then removed: moving it out first cost a store-forwarding
@@ -88,24 +94,11 @@ impl Handle {
     }
 
     pub(crate) fn dead_owner(&self, id: u64) -> Option<robust_mutex::OwnerInfo> {
-        self.held.iter().find(|h| u64::from(h.id) == id).and_then(|h| h.acquisition.dead_owner())
+        self.held.iter().find(|h| h.id == id).and_then(|h| h.acquisition.dead_owner())
     }
 
     pub(crate) fn holds_any(&self) -> bool {
         !self.held.is_empty()
-    }
-}
-
-/// The id after `last`, wrapping from `ID_LIMIT - 1` to 1 and skipping every id `held` still
-/// uses (so a wrap-around never gives a live lock's token to another). Ends: a handle holds far
-/// fewer than 2^29 locks (one per acquisition by this thread, each a table entry).
-#[inline]
-fn next_free_id(mut last: u32, held: impl Fn(u32) -> bool) -> u32 {
-    loop {
-        last = if last + 1 >= ID_LIMIT { 1 } else { last + 1 };
-        if !held(last) {
-            return last;
-        }
     }
 }
 
@@ -154,8 +147,8 @@ pub(crate) fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
         env.add_env_cleanup_hook((), |()| stop_all_watches())?;
         TABLE.with(|table| table.borrow_mut().teardown_hook = true);
     }
-    // A random start in 0..ID_LIMIT: the first id is the one after it.
-    let handle = Handle { mutex, watcher: Watcher::default(), held: Vec::new(), last_id: (random() % u64::from(ID_LIMIT)) as u32 };
+    // A random start below FIRST_ID_LIMIT: the first id is the one after it.
+    let handle = Handle { mutex, watcher: Watcher::default(), held: Vec::new(), last_id: random() % FIRST_ID_LIMIT };
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
         let index = match table.slots.iter().position(|s| s.handle.is_none()) {
@@ -210,30 +203,20 @@ fn stop_all_watches() {
 
 #[cfg(test)]
 mod tests {
-    use super::{next_free_id, ID_LIMIT};
+    use super::{FIRST_ID_LIMIT, ID_END};
     use crate::token::Token;
 
     #[test]
-    fn ids_count_up_and_wrap_below_the_limit() {
-        assert_eq!(next_free_id(0, |_| false), 1);
-        assert_eq!(next_free_id(41, |_| false), 42);
-        assert_eq!(next_free_id(ID_LIMIT - 2, |_| false), ID_LIMIT - 1);
-        assert_eq!(next_free_id(ID_LIMIT - 1, |_| false), 1, "wraps to 1, never 0 (token 0 means 'not acquired')");
-    }
-
-    #[test]
-    fn a_wrap_around_skips_ids_still_held() {
-        let held = [1, 2, 4];
-        assert_eq!(next_free_id(ID_LIMIT - 1, |id| held.contains(&id)), 3);
-        let held = [ID_LIMIT - 1, 1];
-        assert_eq!(next_free_id(ID_LIMIT - 2, |id| held.contains(&id)), 2);
-    }
-
-    #[test]
-    fn every_token_is_a_small_integer_for_v8() {
-        // 2^30 - 1: the largest Smi with pointer compression (31-bit signed), the tighter case.
-        let largest = Token { id: u64::from(ID_LIMIT - 1), owner_died: true }.encode();
+    fn first_tokens_are_small_integers_for_v8() {
+        // 2^30 - 1 is the largest Smi with pointer compression (31-bit signed), the tighter case:
+        // a handle's first 2^28 tokens stay below it whatever its random start.
+        let largest = Token { id: 2 * FIRST_ID_LIMIT - 1, owner_died: true }.encode();
         assert!(largest < f64::from(1u32 << 30));
-        assert_eq!(Token::decode(largest).unwrap().id, u64::from(ID_LIMIT - 1));
+    }
+
+    #[test]
+    fn the_last_id_is_exact_in_a_token() {
+        let last = Token { id: ID_END, owner_died: true };
+        assert_eq!(Token::decode(last.encode()).unwrap(), last);
     }
 }
