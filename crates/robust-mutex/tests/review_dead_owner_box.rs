@@ -152,3 +152,22 @@ fn poisoning_through_the_boxed_flags_word_still_poisons() {
     mutex.reset_poison().unwrap();
     assert!(!mutex.lock().unwrap().owner_died());
 }
+
+// With the Node binding's table: released where it lies, then the entry removed.
+#[test]
+fn release_in_place_then_removing_the_entry_frees_the_record_once() {
+    let mutex = SharedMutex::anonymous().unwrap();
+    let tid = abandon(&mutex);
+    no_leak("release_raw_in_place + swap_remove", || {
+        let mut table = vec![mutex.try_acquire_raw().unwrap().unwrap()];
+        assert!(table[0].owner_died());
+        assert_eq!(table[0].dead_owner().map(|d| d.tid), Some(tid));
+        table[0].poison();
+        // SAFETY: same mutex, same thread; the entry is removed right after.
+        let result = unsafe { mutex.release_raw_in_place(&table[0]) };
+        table.swap_remove(0);
+        result.unwrap();
+        drop(table);
+    });
+    assert!(mutex.state().poisoned);
+}
