@@ -124,7 +124,14 @@ pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
         let mut function = ptr::null_mut();
         // SAFETY: a plain native function with no data; the name is passed with its length.
         let status = unsafe {
-            sys::napi_create_function(env.raw(), name.as_ptr().cast(), name.len() as isize, Some(callback), ptr::null_mut(), &mut function)
+            sys::napi_create_function(
+                env.raw(),
+                name.as_ptr().cast(),
+                name.len() as isize,
+                Some(callback),
+                ptr::null_mut(),
+                &mut function,
+            )
         };
         if status != sys::Status::napi_ok {
             return Err(Error::from_reason(format!("cannot create {name}")));

@@ -188,7 +188,14 @@ fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Bl
         // finalizer is needed. JavaScript may write it through the buffer: the words are
         // atomics, so the addon's shared reference to them stays sound.
         unsafe {
-            sys::napi_create_external_arraybuffer(env, ptr::from_ref(block).cast_mut().cast(), SLOT_BYTES, None, ptr::null_mut(), &mut value)
+            sys::napi_create_external_arraybuffer(
+                env,
+                ptr::from_ref(block).cast_mut().cast(),
+                SLOT_BYTES,
+                None,
+                ptr::null_mut(),
+                &mut value,
+            )
         }
     };
     if status == sys::Status::napi_ok && !value.is_null() {

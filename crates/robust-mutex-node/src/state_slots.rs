@@ -99,7 +99,10 @@ pub(crate) unsafe extern "C" fn state_into(env: sys::napi_env, info: sys::napi_c
     let handle = unsafe { number(env, handle) };
     // SAFETY: as above; the pointer is used below, before this callback returns.
     let Some(data) = (unsafe { float64_slots(env, target) }) else {
-        let err = crate::errors::coded("EINVAL", format!("stateInto needs a Float64Array of at least {STATE_SLOTS} elements"));
+        let err = crate::errors::coded(
+            "EINVAL",
+            format!("stateInto needs a Float64Array of at least {STATE_SLOTS} elements"),
+        );
         // SAFETY: env is live.
         return unsafe { throw(env, err) };
     };

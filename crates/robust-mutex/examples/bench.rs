@@ -50,7 +50,10 @@ fn main() -> Result<(), robust_mutex::Error> {
             try_ns.push(time_per_op(iterations, guard_try));
         }
         let (raw_ns, lock_ns, try_ns) = (median(raw_ns), median(lock_ns), median(try_ns));
-        println!("uncontended lock+unlock, {backend} backend, {iterations} iterations x 7 trials (median), file {}", path.display());
+        println!(
+            "uncontended lock+unlock, {backend} backend, {iterations} iterations x 7 trials (median), file {}",
+            path.display()
+        );
         println!("  raw pthread_mutex_lock/unlock   {raw_ns:7.2} ns/op   1.00x");
         println!("  SharedMutex::lock() + drop       {lock_ns:7.2} ns/op   {:.2}x raw", lock_ns / raw_ns);
         println!("  SharedMutex::try_lock() + drop   {try_ns:7.2} ns/op   {:.2}x raw", try_ns / raw_ns);
@@ -64,7 +67,10 @@ fn main() -> Result<(), robust_mutex::Error> {
             try_ns.push(time_per_op(iterations, guard_try));
         }
         let (lock_ns, try_ns) = (median(lock_ns), median(try_ns));
-        println!("uncontended lock+unlock, {backend} backend, {iterations} iterations x 7 trials (median), file {}", path.display());
+        println!(
+            "uncontended lock+unlock, {backend} backend, {iterations} iterations x 7 trials (median), file {}",
+            path.display()
+        );
         println!("  SharedMutex::lock() + drop       {lock_ns:7.2} ns/op");
         println!("  SharedMutex::try_lock() + drop   {try_ns:7.2} ns/op");
         println!("result backend={backend} lock_ns={lock_ns:.2} try_ns={try_ns:.2}");

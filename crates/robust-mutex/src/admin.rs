@@ -16,7 +16,6 @@ use crate::mutex::Inner;
 use crate::options::OpenOptions;
 use crate::sys::{self, FileLock};
 
-
 impl Inner {
     /// `destroy`: retire the file and unlink it, if nobody uses it.
     pub(crate) fn destroy(path: &Path) -> Result<(), Error> {

@@ -24,9 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The wall clock in nanoseconds since the Unix epoch (0 for a clock set before 1970).
 fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The counter of a new file: the wall clock (see the module comment).

@@ -20,9 +20,9 @@ use nix::fcntl::{self, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fchmod, Mode, SFlag};
 
 use crate::error::Error;
-pub(crate) use crate::options::Policy;
 use crate::header::{self, Identity, Invalid, State, FILE_SIZE};
 use crate::mapping::Mapping;
+pub(crate) use crate::options::Policy;
 use crate::sys::{self, FileLock};
 
 /// How many times `open` follows a race (a retired or just-deleted file) before giving up.
@@ -88,12 +88,7 @@ fn finish_retirement(path: &Path, fd: BorrowedFd<'_>) {
 /// Takes the live-user marker on an open file and validates it. `Ok(false)`: the file was
 /// retired (TOMBSTONE) or, for a file opened by name (`named`), unlinked meanwhile: the caller
 /// should reopen the path.
-pub(crate) fn adopt(
-    fd: BorrowedFd<'_>,
-    policy: &Policy,
-    ours: &Identity,
-    named: bool,
-) -> Result<bool, Error> {
+pub(crate) fn adopt(fd: BorrowedFd<'_>, policy: &Policy, ours: &Identity, named: bool) -> Result<bool, Error> {
     check_file_kind(fd, policy)?;
     sys::flock(fd, FileLock::Shared, true)?;
     let verdict = check_ours(fd, policy, ours)?;
@@ -110,11 +105,7 @@ pub(crate) fn adopt(
 }
 
 /// Checks that an open file is a mutex file this process may use, without writing to it.
-pub(crate) fn check_ours(
-    fd: BorrowedFd<'_>,
-    policy: &Policy,
-    ours: &Identity,
-) -> Result<header::Verdict, Error> {
+pub(crate) fn check_ours(fd: BorrowedFd<'_>, policy: &Policy, ours: &Identity) -> Result<header::Verdict, Error> {
     check_file_kind(fd, policy)?;
     read_verdict(fd, ours)
 }
@@ -240,11 +231,8 @@ fn private_file(dir: &Path, mode: u32) -> Result<(OwnedFd, Option<PathBuf>), Err
         Err(e) => return Err(Error::os("open(O_TMPFILE) in the directory", None, e)),
     }
     for attempt in 0u32..100 {
-        let name = dir.join(format!(
-            ".robust-mutex.{}.{}.{attempt}.tmp",
-            sys::pid(),
-            sys::realtime_ns() % 1_000_000_007
-        ));
+        let name =
+            dir.join(format!(".robust-mutex.{}.{}.{attempt}.tmp", sys::pid(), sys::realtime_ns() % 1_000_000_007));
         let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         match fcntl::open(name.as_path(), flags, mode_bits) {
             Ok(fd) => return Ok((fd, Some(name))),
@@ -387,8 +375,7 @@ pub(crate) fn pause_for_tests(var: &str) {
 /// Creates the memfd behind an anonymous mutex.
 pub(crate) fn create_anonymous(ours: &Identity) -> Result<OwnedFd, Error> {
     use nix::sys::memfd::{memfd_create, MFdFlags};
-    let fd = memfd_create("robust-mutex", MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| Error::os("memfd_create", None, e))?;
+    let fd = memfd_create("robust-mutex", MFdFlags::MFD_CLOEXEC).map_err(|e| Error::os("memfd_create", None, e))?;
     // A memfd starts at 0777; reachable through /proc/<pid>/fd, it gets the same mode as files.
     fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|e| Error::os("fchmod", None, e))?;
     nix::unistd::ftruncate(&fd, FILE_SIZE as libc::off_t).map_err(|e| Error::os("ftruncate", None, e))?;

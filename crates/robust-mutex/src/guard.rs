@@ -400,9 +400,15 @@ mod tests {
         for pid in [0, 1, 4_194_304, i32::MAX, -1, i32::MIN] {
             for owner_died in [false, true] {
                 let mut acq = Acquisition::new(owner_died, pid);
-                assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, owner_died, owner_died, false));
+                assert_eq!(
+                    (acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()),
+                    (pid, owner_died, owner_died, false)
+                );
                 acq.set_poison();
-                assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, owner_died, owner_died, true));
+                assert_eq!(
+                    (acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()),
+                    (pid, owner_died, owner_died, true)
+                );
                 acq.clear_inconsistent();
                 acq.set_owner_died();
                 assert_eq!((acq.pid(), acq.owner_died(), acq.inconsistent(), acq.poisoned()), (pid, true, false, true));

@@ -130,7 +130,11 @@ impl SharedMutex {
 
     /// An acquisition of any flavour, its errors located.
     #[inline]
-    pub(crate) fn acquire(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Result<Acquisition, Error> {
+    pub(crate) fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Acquisition, Error> {
         self.inner.acquire(&self.wait_bounds(deadline, cancel)).map_err(|e| self.located(e))
     }
 
@@ -411,4 +415,3 @@ impl Wait<'_> {
         }
     }
 }
-

@@ -259,9 +259,7 @@ pub(crate) fn validate(bytes: &[u8], file_len: u64, ours: &Identity) -> Result<V
     };
     let version = u32_at(8);
     if version != FORMAT_VERSION {
-        return Err(Invalid::Bad(format!(
-            "format version {version}; this build reads version {FORMAT_VERSION}"
-        )));
+        return Err(Invalid::Bad(format!("format version {version}; this build reads version {FORMAT_VERSION}")));
     }
     let header_size = u32_at(12);
     if header_size != MUTEX_OFFSET as u32 {
@@ -274,8 +272,7 @@ pub(crate) fn validate(bytes: &[u8], file_len: u64, ours: &Identity) -> Result<V
         return Err(Invalid::Abi { found: found.to_string(), expected: ours.abi.to_string() });
     }
     let raw_state = u32_at(16);
-    let state = State::from_raw(raw_state)
-        .ok_or_else(|| Invalid::Bad(format!("unknown state {raw_state}")))?;
+    let state = State::from_raw(raw_state).ok_or_else(|| Invalid::Bad(format!("unknown state {raw_state}")))?;
     let flags = u32_at(20);
     if flags != 0 {
         return Err(Invalid::Bad(format!("unknown flags {flags:#x}")));
@@ -412,10 +409,7 @@ mod tests {
         for (offset, what) in cases {
             let mut page = good_page();
             page[offset] ^= 0x55;
-            assert!(
-                matches!(validate(&page, FILE_SIZE as u64, &ours()), Err(Invalid::Bad(_))),
-                "{what} not checked"
-            );
+            assert!(matches!(validate(&page, FILE_SIZE as u64, &ours()), Err(Invalid::Bad(_))), "{what} not checked");
         }
         let mut page = good_page();
         page[26] = 32;
@@ -467,8 +461,16 @@ mod tests {
     /// of the file, so that the user can tell which build wrote it.
     #[test]
     fn abi_tags_are_described_in_words() {
-        let machines =
-            [(62, "x86_64"), (183, "aarch64"), (3, "x86"), (40, "arm"), (243, "riscv64"), (21, "powerpc64"), (22, "s390x"), (7, "unknown-arch")];
+        let machines = [
+            (62, "x86_64"),
+            (183, "aarch64"),
+            (3, "x86"),
+            (40, "arm"),
+            (243, "riscv64"),
+            (21, "powerpc64"),
+            (22, "s390x"),
+            (7, "unknown-arch"),
+        ];
         for (machine, name) in machines {
             let tag = AbiTag { machine, ..AbiTag::current() };
             assert!(tag.to_string().starts_with(&format!("{name} ")), "{machine}: {tag}");

@@ -61,6 +61,8 @@ mod admin;
 #[cfg(supported)]
 mod file;
 #[cfg(supported)]
+mod hand_back;
+#[cfg(supported)]
 mod header;
 #[cfg(supported)]
 mod mapping;
@@ -74,8 +76,6 @@ mod registry;
 mod selftest;
 #[cfg(supported)]
 mod watch_linux;
-#[cfg(supported)]
-mod hand_back;
 
 // Waiting without acquiring (the Node binding's contended lock), on every backend.
 mod watch;
@@ -93,10 +93,10 @@ mod named_mutex;
 /// macOS and FreeBSD), the named kernel mutex (`named_mutex/`, Windows), or
 /// `sys/unsupported.rs` where every constructor fails with `Unsupported`.
 mod backend {
-    #[cfg(supported)]
-    pub(crate) use crate::mutex::Inner;
     #[cfg(file_lock)]
     pub(crate) use crate::file_lock::Inner;
+    #[cfg(supported)]
+    pub(crate) use crate::mutex::Inner;
     #[cfg(named_mutex)]
     pub(crate) use crate::named_mutex::Inner;
     #[cfg(not(any(supported, file_lock, named_mutex)))]

@@ -117,12 +117,9 @@ impl SharedMutex {
     /// ```
     pub fn reset_poison_timeout(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = deadline_after(timeout);
-        self.inner
-            .reset_poison(deadline, self.path())
-            .map_err(|e| e.at(self.path()))
+        self.inner.reset_poison(deadline, self.path()).map_err(|e| e.at(self.path()))
     }
 }
-
 
 /// `timeout` from now; a timeout too long for an `Instant` (`Duration::MAX`) waits a century.
 fn deadline_after(timeout: Duration) -> Instant {

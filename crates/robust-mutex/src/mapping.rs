@@ -28,10 +28,9 @@ impl Mapping {
         let len = NonZeroUsize::new(FILE_SIZE).expect("non-zero");
         // SAFETY: a new mapping chosen by the kernel; it aliases no Rust object. The file is at
         // least FILE_SIZE bytes (checked by every caller before mapping).
-        let page = unsafe {
-            mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, 0)
-        }
-        .map_err(|e| Error::os("mmap", None, e))?;
+        let page =
+            unsafe { mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, 0) }
+                .map_err(|e| Error::os("mmap", None, e))?;
         Ok(Mapping { page: page.cast() })
     }
 

@@ -474,8 +474,7 @@ impl Inner {
             // The kernel leaves the owner-died bit with no thread id when a holder dies; musl
             // also keeps the bit in the word of the thread that acquired it with EOWNERDEAD
             // until it is marked consistent, which is a held lock, not an abandoned one.
-            abandoned: (owner_died_bit && holder_tid == 0 && !not_recoverable)
-                || raw_state == Some(State::Abandoned),
+            abandoned: (owner_died_bit && holder_tid == 0 && !not_recoverable) || raw_state == Some(State::Abandoned),
             owner,
             poisoned: raw_state == Some(State::Poisoned),
             generation: header.generation.load(Ordering::Relaxed),

@@ -169,4 +169,3 @@ pub(crate) struct Policy {
     pub allow_network_filesystem: bool,
     pub allow_other_owner: bool,
 }
-

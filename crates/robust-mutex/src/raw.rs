@@ -52,8 +52,7 @@ unsafe impl Send for RawMutex<'_> {}
 // SAFETY: as above; every operation goes through the thread-safe pthread functions or atomics.
 unsafe impl Sync for RawMutex<'_> {}
 
-type ClockLockFn =
-    unsafe extern "C" fn(*mut libc::pthread_mutex_t, libc::clockid_t, *const libc::timespec) -> c_int;
+type ClockLockFn = unsafe extern "C" fn(*mut libc::pthread_mutex_t, libc::clockid_t, *const libc::timespec) -> c_int;
 
 /// `pthread_mutex_clocklock` when the C library has it (glibc >= 2.30), looked up at run time so
 /// that the binary keeps loading on older glibc and on musl.
@@ -243,7 +242,6 @@ impl<'map> RawMutex<'map> {
         word.compare_exchange(current, marked, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 }
-
 
 /// Waiting for the lock without taking it, for a thread that is not the one that will acquire
 /// (the Node binding's native waiter: the JS thread acquires itself). Compatible with the C

@@ -16,10 +16,7 @@ static REGISTRY: Mutex<Option<HashMap<Key, Weak<Inner>>>> = Mutex::new(None);
 
 /// Returns the live `Inner` for `key`, or builds one with `make` and registers it. `make` runs
 /// under the registry lock so two threads opening one file at once end up sharing.
-pub(crate) fn get_or_insert(
-    key: Key,
-    make: impl FnOnce() -> Result<Inner, Error>,
-) -> Result<Arc<Inner>, Error> {
+pub(crate) fn get_or_insert(key: Key, make: impl FnOnce() -> Result<Inner, Error>) -> Result<Arc<Inner>, Error> {
     // Before the first entry exists: a fork child must know it is one to drop what it inherited.
     crate::sys::register_atfork();
     let mut guard = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -22,10 +22,8 @@ pub(crate) fn ensure_robust() -> Result<(), Error> {
 fn run() -> Result<(), String> {
     let len = NonZeroUsize::new(4096).expect("non-zero");
     // SAFETY: a fresh anonymous shared mapping; no existing memory is affected.
-    let page = unsafe {
-        mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
-    }
-    .map_err(|e| format!("mmap for the robustness self-test failed: {e}"))?;
+    let page = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED) }
+        .map_err(|e| format!("mmap for the robustness self-test failed: {e}"))?;
     // SAFETY: the page is ours, page-aligned and large enough for a pthread_mutex_t; it is never
     // unmapped (see below), so it outlives `mutex`.
     let mutex = unsafe { RawMutex::from_ptr(page.as_ptr().cast()) };
@@ -38,12 +36,10 @@ fn run() -> Result<(), String> {
 fn probe(mutex: &RawMutex) -> Result<(), String> {
     // SAFETY: the mutex memory was just mapped and nobody else can see it.
     unsafe { mutex.init() }.map_err(|e| format!("pthread_mutex_init(robust, pshared) failed: {e}"))?;
-    std::thread::scope(|s| {
-        s.spawn(|| mutex.try_lock()).join()
-    })
-    .map_err(|_| "the self-test thread panicked".to_string())?
-    .map_err(|e| format!("the self-test thread could not lock: {e}"))?
-    .ok_or("the self-test mutex was unexpectedly busy")?;
+    std::thread::scope(|s| s.spawn(|| mutex.try_lock()).join())
+        .map_err(|_| "the self-test thread panicked".to_string())?
+        .map_err(|e| format!("the self-test thread could not lock: {e}"))?
+        .ok_or("the self-test mutex was unexpectedly busy")?;
     match mutex.try_lock() {
         Ok(Some(Acquired::OwnerDied)) => {
             // SAFETY: EOWNERDEAD means this thread now holds the lock.

@@ -54,10 +54,9 @@ fn spawn_waiter(mutex: &SharedMutex, mode: Mode) -> (i32, mpsc::Receiver<Result<
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         tid_tx.send(gettid()).unwrap();
-        let outcome = mode.acquire(&mutex).map(|guard| Outcome {
-            died: guard.owner_died(),
-            dead_pid: guard.dead_owner().map_or(0, |d| d.pid),
-        });
+        let outcome = mode
+            .acquire(&mutex)
+            .map(|guard| Outcome { died: guard.owner_died(), dead_pid: guard.dead_owner().map_or(0, |d| d.pid) });
         let _ = tx.send(outcome);
     });
     (tid_rx.recv().unwrap(), rx)
@@ -167,8 +166,7 @@ fn chaos_paths(dir: &Path) -> Vec<PathBuf> {
 /// them in random order, and repeat; after a random while the process reports its counts and
 /// SIGKILLs itself, so most threads die holding something.
 fn chaos(dir: &str, seed: u64, lifetime_ms: u64) -> i32 {
-    let mutexes: Vec<SharedMutex> =
-        chaos_paths(Path::new(dir)).iter().map(|p| SharedMutex::open(p).unwrap()).collect();
+    let mutexes: Vec<SharedMutex> = chaos_paths(Path::new(dir)).iter().map(|p| SharedMutex::open(p).unwrap()).collect();
     let ops = AtomicU64::new(0);
     let anomalies = AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -177,7 +175,8 @@ fn chaos(dir: &str, seed: u64, lifetime_ms: u64) -> i32 {
             s.spawn(move || {
                 let mut rng = Rng::new(seed * 1000 + t as u64 + 1);
                 loop {
-                    let mut picks: Vec<usize> = (0..1 + rng.below(3)).map(|_| rng.below(CHAOS_MUTEXES as u64) as usize).collect();
+                    let mut picks: Vec<usize> =
+                        (0..1 + rng.below(3)).map(|_| rng.below(CHAOS_MUTEXES as u64) as usize).collect();
                     picks.sort_unstable();
                     picks.dedup();
                     let mut held: Vec<MutexGuard<'_>> = Vec::new();
@@ -219,11 +218,7 @@ fn chaos(dir: &str, seed: u64, lifetime_ms: u64) -> i32 {
             });
         }
         std::thread::sleep(Duration::from_millis(lifetime_ms));
-        say(format!(
-            "dying ops={} anomalies={}",
-            ops.load(Ordering::Relaxed),
-            anomalies.load(Ordering::Relaxed)
-        ));
+        say(format!("dying ops={} anomalies={}", ops.load(Ordering::Relaxed), anomalies.load(Ordering::Relaxed)));
         nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL).unwrap();
         unreachable!("SIGKILL returned");
     })

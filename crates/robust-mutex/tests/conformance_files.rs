@@ -19,11 +19,11 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use conformance_support::{
-    arg, destroy_unused, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start, wait_until_blocked_in_futex,
-    with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT, STARTUP,
-};
 use conformance_support::MUTEX_OFFSET;
+use conformance_support::{
+    arg, destroy_unused, dev_ino, field, gettid, helper_main, num_field, say, spawn_locker, wait_for_start,
+    wait_until_blocked_in_futex, with_hang_guard, Barrier, Helper, Mode, Rng, TempDir, BLOCKING_MODES, PROMPT, STARTUP,
+};
 use robust_mutex::{Error, OpenOptions, SharedMutex};
 
 #[test]
@@ -109,7 +109,10 @@ fn move_to_previous_boot(path: &Path) {
 /// together): generation + 1, this boot's id, the lock acquirable, and the first acquirer told its
 /// owner died when the lock was held (or abandoned) at the reboot. A POISONED file stays poisoned.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: its lock word names a thread of the boot that wrote it, hence the re-initialisation; the file-lock backend's file holds no lock (the kernel's file lock does), and a holder recorded before a crash is reported as an owner death")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: its lock word names a thread of the boot that wrote it, hence the re-initialisation; the file-lock backend's file holds no lock (the kernel's file lock does), and a holder recorded before a crash is reported as an owner death"
+)]
 fn c23_file_from_a_previous_boot_is_reinitialised_on_open() {
     struct Case {
         name: &'static str,
@@ -194,7 +197,10 @@ fn c23_file_from_a_previous_boot_is_reinitialised_on_open() {
 /// next opener redoes the re-initialisation, and the lock held at the reboot is still reported
 /// as an owner death.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: its lock word names a thread of the boot that wrote it, hence the re-initialisation; the file-lock backend's file holds no lock (the kernel's file lock does), and a holder recorded before a crash is reported as an owner death")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: its lock word names a thread of the boot that wrote it, hence the re-initialisation; the file-lock backend's file holds no lock (the kernel's file lock does), and a holder recorded before a crash is reported as an owner death"
+)]
 fn c23_reinitialisation_killed_before_its_commit_point_is_redone() {
     let dir = TempDir::new("c23-killed");
     let path = dir.join("lock");
@@ -379,8 +385,11 @@ fn destroy_never_unlinks_a_file_put_at_the_path_meanwhile() {
     let path = dir.join("lock");
     drop(SharedMutex::open(&path).unwrap());
     let marker = dir.join("paused");
-    let mut destroyer =
-        Helper::spawn_with_env("destroyer", &[arg(&path)], &[("ROBUST_MUTEX_TEST_PAUSE_BEFORE_UNLINK", marker.to_str().unwrap())]);
+    let mut destroyer = Helper::spawn_with_env(
+        "destroyer",
+        &[arg(&path)],
+        &[("ROBUST_MUTEX_TEST_PAUSE_BEFORE_UNLINK", marker.to_str().unwrap())],
+    );
     let deadline = std::time::Instant::now() + STARTUP;
     while !marker.exists() {
         assert!(std::time::Instant::now() < deadline, "destroy never reached the test pause");
@@ -540,7 +549,10 @@ fn code_of<T>(result: Result<T, Error>) -> String {
 /// `open` (creating or not), `from_fd` and `destroy`, and are left exactly as they were (bytes,
 /// mode, inode); nothing else appears in the directory.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)"
+)]
 fn c26_foreign_and_damaged_files_are_refused_untouched() {
     let dir = TempDir::new("c26");
     let good = valid_bytes(&dir);
@@ -654,7 +666,10 @@ fn c26_foreign_and_damaged_files_are_refused_untouched() {
 /// creates a fresh mutex); refuses a file that is not a mutex file, leaving it intact; a missing
 /// path is ENOENT.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: destroy is refused only while the lock is held, not while the file is open (no live-user marker: flock and fcntl locks interact on the BSDs); tested in file_lock_semantics")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: destroy is refused only while the lock is held, not while the file is open (no live-user marker: flock and fcntl locks interact on the BSDs); tested in file_lock_semantics"
+)]
 fn destroy_is_refused_while_in_use_and_for_foreign_files() {
     let dir = TempDir::new("destroy");
     let path = dir.join("lock");

@@ -90,7 +90,10 @@ fn child_of_holder(mutex: &SharedMutex, inherited: MutexGuard<'_>) -> i32 {
 /// must not mark the parent's mutex consistent (glibc would let it). For a file and for an
 /// anonymous mutex.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again"
+)]
 fn c10_fork_while_holding() {
     let _serial = FORKS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = conformance_support::TempDir::new("c10");
@@ -257,7 +260,10 @@ fn count(mutex: &SharedMutex, page: &SharedPage) -> i32 {
 /// mutex must have counted exactly 160,000 acquisitions, and their fencing tokens must have
 /// increased in the order the lock was taken (160,000 of them, one each).
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: a fork() child shares its parent's open file description, hence its file lock; it cannot lock through inherited handles (Error::Unsupported) and must open the mutex again"
+)]
 fn sixteen_forked_processes_count_to_160000_under_an_anonymous_mutex() {
     let _serial = FORKS.lock().unwrap_or_else(|p| p.into_inner());
     let mutex = SharedMutex::anonymous().unwrap();

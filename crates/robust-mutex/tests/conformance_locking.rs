@@ -28,8 +28,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use conformance_support::{
-    arg, describe, field, gettid, helper_main, num_field, say, wait_until_blocked_in_futex, with_hang_guard,
-    spawn_locker, Helper, Mode, TempDir, ALL_MODES, PROMPT,
+    arg, describe, field, gettid, helper_main, num_field, say, spawn_locker, wait_until_blocked_in_futex,
+    with_hang_guard, Helper, Mode, TempDir, ALL_MODES, PROMPT,
 };
 use robust_mutex::{CancelToken, Error, MutexGuard, OwnedMutexGuard, SharedMutex};
 
@@ -318,7 +318,8 @@ fn c16_timed_acquire_of_a_lock_held_by_another_process() {
     holder.expect("locked");
 
     let guard_slack = Duration::from_secs(5);
-    for timeout in [Duration::ZERO, Duration::from_millis(30), Duration::from_millis(250), Duration::from_millis(1300)] {
+    for timeout in [Duration::ZERO, Duration::from_millis(30), Duration::from_millis(250), Duration::from_millis(1300)]
+    {
         let start = Instant::now();
         let err = mutex.lock_timeout(timeout).unwrap_err();
         let elapsed = start.elapsed();
@@ -452,7 +453,10 @@ fn c20_close_while_holding_in_this_process() {
 /// first shows through the second, the holding thread gets `Deadlock` through the second, and
 /// another thread waiting through the second gets the lock once the first is released.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: compares the address of the pthread mutex in the mappings (the file-lock backend shares one Inner per file the same way; see c02/c20)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: compares the address of the pthread mutex in the mappings (the file-lock backend shares one Inner per file the same way; see c02/c20)"
+)]
 fn c21_same_file_opened_twice_in_one_process() {
     let dir = TempDir::new("c21");
     let path = dir.join("lock");
@@ -515,7 +519,10 @@ fn shifted_locker(path: &str) -> i32 {
 /// Scenario 22: Processes map the file at different addresses (the robust-list pointers in the mutex are
 /// only meaningful to the current owner); owner death is still reported across them.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: the robust-list pointers inside the pthread mutex; the file-lock backend's file has no pointers")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: the robust-list pointers inside the pthread mutex; the file-lock backend's file has no pointers"
+)]
 fn c22_processes_map_the_mutex_at_different_addresses() {
     let dir = TempDir::new("c22");
     let path = dir.join("lock");

@@ -108,7 +108,10 @@ const NO_PROC: [&str; 9] =
     ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", "umount -l /proc && exec \"$@\"", "sh"];
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it"
+)]
 fn c28_unknown_pid_namespace_is_refused_by_default() {
     require_unshare();
     let dir = TempDir::new("pidns-unknown");
@@ -136,7 +139,10 @@ fn c28_unknown_pid_namespace_allowed_explicitly_still_excludes() {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it"
+)]
 fn c28_reset_from_another_namespace_keeps_the_files_namespace() {
     require_unshare();
     let dir = TempDir::new("pidns-reset");

@@ -71,7 +71,10 @@ fn reset_guarded(path: &Path) -> Result<(), Error> {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: a pthread-level unrecoverable mutex (a C user's unlock after EOWNERDEAD without pthread_mutex_consistent); the file-lock backend has no pthread mutex")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: a pthread-level unrecoverable mutex (a C user's unlock after EOWNERDEAD without pthread_mutex_consistent); the file-lock backend has no pthread mutex"
+)]
 fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
     let dir = TempDir::new("notrecoverable");
     let path = dir.join("lock");
@@ -113,7 +116,10 @@ fn c32_pthread_level_unrecoverable_mutex_fails_every_acquire() {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: a pthread-level unrecoverable mutex; the file-lock backend has no pthread mutex")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: a pthread-level unrecoverable mutex; the file-lock backend has no pthread mutex"
+)]
 fn c32_destroy_retires_a_pthread_level_unrecoverable_mutex() {
     let dir = TempDir::new("notrecoverable-destroy");
     let path = dir.join("lock");
@@ -168,7 +174,10 @@ fn c33_reset_keeps_an_abandoned_mutex_abandoned_when_unused() {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: the poisoner dies by a pthread-level unlock through the raw mutex; on the file-lock backend a poisoned mutex refuses before recording a holder (c13/c14 cover poison and reset)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: the poisoner dies by a pthread-level unlock through the raw mutex; on the file-lock backend a poisoned mutex refuses before recording a holder (c13/c14 cover poison and reset)"
+)]
 fn c33_reset_of_a_poisoned_mutex_whose_poisoner_died_reports_the_death() {
     let dir = TempDir::new("reset-poisoned-abandoned");
     let path = dir.join("lock");
@@ -231,7 +240,10 @@ fn c34_reset_with_an_unbounded_timeout_waits_for_the_holder() {
 /// A pthread-level unrecoverable mutex still open elsewhere: reset waits (within its deadline)
 /// for the other users to close it, then re-initialises it.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: a pthread-level unrecoverable mutex; the file-lock backend has no pthread mutex")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: a pthread-level unrecoverable mutex; the file-lock backend has no pthread mutex"
+)]
 fn c32_reset_waits_for_the_last_user_of_an_unrecoverable_mutex() {
     let dir = TempDir::new("notrecoverable-wait");
     let path = dir.join("lock");
@@ -255,7 +267,10 @@ fn c32_reset_waits_for_the_last_user_of_an_unrecoverable_mutex() {
 /// The administrative wait goes through POISONED (it is there to clear it): a reset of a
 /// poisoned mutex that a raw pthread user holds waits for the release, then clears the poison.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: the raw pthread user that holds the poisoned mutex; c14 covers reset on the file-lock backend")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: the raw pthread user that holds the poisoned mutex; c14 covers reset on the file-lock backend"
+)]
 fn c34_reset_of_a_poisoned_mutex_waits_through_the_poison() {
     let mutex = SharedMutex::anonymous().expect("create");
     let mut guard = mutex.lock().unwrap();

@@ -11,9 +11,7 @@ mod conformance_support;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use conformance_support::{
-    gettid, helper_main, spawn_locker, wait_until_blocked_in_futex, Mode, TempDir, PROMPT,
-};
+use conformance_support::{gettid, helper_main, spawn_locker, wait_until_blocked_in_futex, Mode, TempDir, PROMPT};
 use robust_mutex::{CancelToken, Error, SharedMutex};
 
 #[test]
@@ -123,7 +121,10 @@ fn watch_honours_its_deadline_and_poison() {
 /// (it gave up, or its process exited): unless the watch itself passed the wake on, the
 /// C-library sleeper would sleep forever on a free lock.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: C-library sleepers in pthread_mutex_lock on the pthread mutex; the file-lock backend has none, and its waiters poll (no wake to pass on)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: C-library sleepers in pthread_mutex_lock on the pthread mutex; the file-lock backend has none, and its waiters poll (no wake to pass on)"
+)]
 fn a_watcher_whose_caller_never_acquires_leaves_no_c_library_sleeper_stranded() {
     let mutex = SharedMutex::anonymous().unwrap();
     let held = mutex.lock().unwrap();
@@ -140,7 +141,10 @@ fn a_watcher_whose_caller_never_acquires_leaves_no_c_library_sleeper_stranded() 
 /// The watcher's thread acquires with a trylock (which does not set the waiters flag): its
 /// unlock must still wake the C-library sleeper whose flag the previous unlock consumed.
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: C-library sleepers in pthread_mutex_lock on the pthread mutex; the file-lock backend has none, and its waiters poll (no wake to pass on)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: C-library sleepers in pthread_mutex_lock on the pthread mutex; the file-lock backend has none, and its waiters poll (no wake to pass on)"
+)]
 fn an_acquire_after_a_watch_keeps_other_sleepers_wakeable() {
     let mutex = SharedMutex::anonymous().unwrap();
     let held = mutex.lock().unwrap();

@@ -117,7 +117,9 @@ fn tokens_strictly_increase_across_contending_processes() {
     let before = mutex.state().fencing_token;
     let barrier = Barrier::new();
     let mut helpers: Vec<Helper> = (0..PROCESSES)
-        .map(|_| Helper::spawn_with_stdin("contender", &[arg(&path), arg(&data_path), ROUNDS.to_string()], barrier.stdin()))
+        .map(|_| {
+            Helper::spawn_with_stdin("contender", &[arg(&path), arg(&data_path), ROUNDS.to_string()], barrier.stdin())
+        })
         .collect();
     for helper in &mut helpers {
         helper.expect("ready");

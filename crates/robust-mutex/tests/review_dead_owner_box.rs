@@ -165,7 +165,7 @@ fn release_in_place_then_removing_the_entry_frees_the_record_once() {
         table[0].poison();
         // SAFETY: same mutex, same thread; the entry is removed right after.
         let result = unsafe { mutex.release_raw_in_place(&table[0]) };
-        table.swap_remove(0);
+        drop(table.swap_remove(0)); // released just above: only the entry goes
         result.unwrap();
         drop(table);
     });

@@ -300,10 +300,9 @@ fn torture_chaos_sigkill_holders_and_repairers() {
                     respawns += 1;
                 }
                 (None, Some(EXIT_FINISHED)) if !chaos => finished[slot] = true,
-                (_, Some(code)) => panic!(
-                    "chaos worker {slot} exited with {code}: {} (seed {seed})",
-                    exit_meaning(code)
-                ),
+                (_, Some(code)) => {
+                    panic!("chaos worker {slot} exited with {code}: {} (seed {seed})", exit_meaning(code))
+                }
                 _ => panic!("chaos worker {slot} died unexpectedly: {status:?} (seed {seed})"),
             }
         }

@@ -5,9 +5,9 @@
 //! written to files are accepted exactly when the fields that identify a mutex file are those of
 //! a genuine one, and nothing panics.
 
-mod torture_support;
 #[path = "torture_support/fuse.rs"]
 mod fuse;
+mod torture_support;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -163,20 +163,24 @@ struct Case {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)"
+)]
 fn torture_hostile_corpus() {
     let root = TempDir::new("hostile");
     let genuine = genuine_page();
     let mut rng = Rng::new(Rng::seed());
     let mut cases = Vec::new();
     let mut skipped = Vec::new();
-    let mut case = |name: &'static str, open: &'static str, destroy: &'static str, build: &dyn Fn(&Path) -> Vec<PathBuf>| {
-        let dir = root.join(name);
-        std::fs::create_dir(&dir).expect("case dir");
-        let path = dir.join("lock");
-        let watch = build(&path);
-        cases.push(Case { name, path, watch, open, destroy });
-    };
+    let mut case =
+        |name: &'static str, open: &'static str, destroy: &'static str, build: &dyn Fn(&Path) -> Vec<PathBuf>| {
+            let dir = root.join(name);
+            std::fs::create_dir(&dir).expect("case dir");
+            let path = dir.join("lock");
+            let watch = build(&path);
+            cases.push(Case { name, path, watch, open, destroy });
+        };
 
     let mut random = vec![0u8; PAGE];
     rng.fill(&mut random);
@@ -452,15 +456,12 @@ fn refused_filesystem(root: &TempDir, genuine: &[u8]) -> Result<usize, String> {
     std::fs::create_dir(&mountpoint).expect("mountpoint");
     let page = dir.join("genuine");
     std::fs::write(&page, genuine).expect("genuine");
-    let mut child = wrapped_child_command(
-        &["unshare", "-m", "--propagation", "private"],
-        "fuse",
-        &[arg(&mountpoint), arg(&page)],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("spawn");
+    let mut child =
+        wrapped_child_command(&["unshare", "-m", "--propagation", "private"], "fuse", &[arg(&mountpoint), arg(&page)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
     let status = wait_or_kill(&mut child, HANG_GUARD, "FUSE child");
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
@@ -494,7 +495,12 @@ fn oracle(page: &[u8], len: usize, g: &[u8]) -> Result<(), Vec<&'static str>> {
     }
     let mut codes = Vec::new();
     let state = u32::from_ne_bytes(page[16..20].try_into().unwrap());
-    if page[0..8] != g[0..8] || page[8..12] != g[8..12] || page[12..16] != g[12..16] || !(1..=4).contains(&state) || page[20..24] != [0; 4] {
+    if page[0..8] != g[0..8]
+        || page[8..12] != g[8..12]
+        || page[12..16] != g[12..16]
+        || !(1..=4).contains(&state)
+        || page[20..24] != [0; 4]
+    {
         codes.push("EBADMUTEX");
     }
     if page[24..40] != g[24..40] {
@@ -524,7 +530,10 @@ fn page_strategy() -> impl Strategy<Value = (Vec<(usize, u8)>, Option<u32>, usiz
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: crafted bytes at the offsets of the pthread backend's header (ABI tag, PID namespace, lock word); the file-lock backend's layout is tested in file_lock_semantics (hostile files)"
+)]
 fn torture_hostile_header_properties() {
     let genuine = genuine_page();
     let dir = TempDir::new("hostile-prop");

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use robust_mutex::{SharedMutex};
+use robust_mutex::SharedMutex;
 use torture_support::MUTEX_OFFSET;
 use torture_support::{
     arg, child_command, child_main, have_program, read_command, report, reports, wait_or_kill, Conversation, DataPage,
@@ -181,7 +181,10 @@ fn finish(mut child: std::process::Child, what: &str) -> Vec<String> {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: C programs share the pthread mutex inside the file; the file-lock backend's file has none")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: C programs share the pthread mutex inside the file; the file-lock backend's file has none"
+)]
 fn torture_interop_c_rust_node_share_one_pthread_mutex() {
     let dir = TempDir::new("interop");
     let c = match build_c(&dir) {
@@ -215,7 +218,8 @@ fn torture_interop_c_rust_node_share_one_pthread_mutex() {
         running.push(("C", piped(cmd)));
     }
     for _ in 0..RUST_PROCESSES {
-        running.push(("Rust", piped(child_command("count", &[arg(&lock), arg(&data_path), RUST_ITERATIONS.to_string()]))));
+        running
+            .push(("Rust", piped(child_command("count", &[arg(&lock), arg(&data_path), RUST_ITERATIONS.to_string()]))));
     }
     let mut expected = C_PROCESSES as u64 * C_ITERATIONS + RUST_PROCESSES as u64 * RUST_ITERATIONS;
     if node_index.is_ok() {

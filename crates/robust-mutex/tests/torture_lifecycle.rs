@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use robust_mutex::{Error, OpenOptions, SharedMutex};
 use torture_support::MUTEX_OFFSET;
 use torture_support::{
-    arg, child_command, child_main, harness_args, have_program, is_root, read_command, report, reports,
-    wait_or_kill, wrapped_child_command, Conversation, DataPage, Gate, Rng, TempDir, ROLE_ENV,
+    arg, child_command, child_main, harness_args, have_program, is_root, read_command, report, reports, wait_or_kill,
+    wrapped_child_command, Conversation, DataPage, Gate, Rng, TempDir, ROLE_ENV,
 };
 
 const HANG_GUARD: Duration = Duration::from_secs(20);
@@ -158,7 +158,10 @@ fn destroy_unused(path: &Path, what: &str) {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: destroy is refused only while the lock is held, not while the file is open (no live-user marker: flock and fcntl locks interact on the BSDs); tested in file_lock_semantics")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: destroy is refused only while the lock is held, not while the file is open (no live-user marker: flock and fcntl locks interact on the BSDs); tested in file_lock_semantics"
+)]
 fn torture_lifecycle_destroy_while_in_use() {
     let dir = TempDir::new("destroy-busy");
     let path = dir.join("lock");
@@ -214,7 +217,10 @@ fn reboot_opener(path: &Path, gate_path: &Path) -> i32 {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "pthread backend only: its lock word names a thread of the boot that wrote it, hence the re-initialisation; the file-lock backend's file holds no lock (the kernel's file lock does), and a holder recorded before a crash is reported as an owner death")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "pthread backend only: its lock word names a thread of the boot that wrote it, hence the re-initialisation; the file-lock backend's file holds no lock (the kernel's file lock does), and a holder recorded before a crash is reported as an owner death"
+)]
 fn torture_lifecycle_other_boot_reinitialised_once_under_concurrent_opens() {
     const OPENERS: usize = 8;
     const ROUNDS: u32 = 30;
@@ -273,7 +279,10 @@ fn torture_lifecycle_other_boot_reinitialised_once_under_concurrent_opens() {
 }
 
 #[test]
-#[cfg_attr(feature = "file-lock-backend", ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it")]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it"
+)]
 fn torture_lifecycle_other_pid_namespace_refused() {
     if !is_root() || !have_program("unshare") {
         println!("torture_lifecycle: SKIPPED PID-namespace mismatch: needs root and unshare(1)");
@@ -281,15 +290,12 @@ fn torture_lifecycle_other_pid_namespace_refused() {
     }
     let dir = TempDir::new("pidns");
     let path = dir.join("lock");
-    let mut child = wrapped_child_command(
-        &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"],
-        "create",
-        &[arg(&path)],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn unshare");
+    let mut child =
+        wrapped_child_command(&["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"], "create", &[arg(&path)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare");
     let status = wait_or_kill(&mut child, HANG_GUARD, "unshare -p");
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
@@ -380,7 +386,8 @@ fn holder_execs(how: &str, rounds: usize) {
     let mutex = SharedMutex::open(&path).expect("open");
     for round in 0..rounds {
         let mut holder = Conversation::spawn(child_command("exec-holder", &[arg(&path), how.to_string()]));
-        let pid: i32 = holder.expect_report("exec holder").strip_prefix("locked ").expect("locked").parse().expect("pid");
+        let pid: i32 =
+            holder.expect_report("exec holder").strip_prefix("locked ").expect("locked").parse().expect("pid");
         let mut waiters: Vec<Conversation> =
             (0..2).map(|_| Conversation::spawn(child_command("waiter", &[arg(&path)]))).collect();
         for w in &mut waiters {

@@ -19,7 +19,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
-use robust_mutex::{SharedMutex};
+use robust_mutex::SharedMutex;
 use torture_support::MUTEX_OFFSET;
 use torture_support::{arg, child_command, child_main, read_command, report, Conversation, DataPage, Gate, TempDir};
 
@@ -52,7 +52,11 @@ fn open_race_child(dir: &str, gate_path: &str) -> i32 {
             drop(guard);
             Ok(format!(
                 "{round} ok {} {} {opened_generation} {} {} {}",
-                st.st_dev, st.st_ino, seen.generation, seen.acquisitions, u8::from(absent)
+                st.st_dev,
+                st.st_ino,
+                seen.generation,
+                seen.acquisitions,
+                u8::from(absent)
             ))
         });
         match result {
@@ -136,7 +140,8 @@ fn torture_open_race_32_processes_50_rounds() {
         child.child.stdin.take();
     }
     for (i, child) in children.iter_mut().enumerate() {
-        let status = torture_support::wait_or_kill(&mut child.child, std::time::Duration::from_secs(20), "open-race child");
+        let status =
+            torture_support::wait_or_kill(&mut child.child, std::time::Duration::from_secs(20), "open-race child");
         assert!(status.success(), "child {i}: {status:?}");
     }
     println!(

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use robust_mutex::{Error, SharedMutex, __private::SLICE};
+use robust_mutex::{__private::SLICE, Error, SharedMutex};
 use torture_support::{
     arg, child_command, child_main, monotonic_ns, read_command, report, reports, wait_or_kill, Conversation, DataPage,
     Gate, TempDir,
@@ -268,7 +268,11 @@ fn torture_wakeups_poison_wakes_3_blocked_processes() {
             let (what, at) = line.rsplit_once(' ').expect("outcome");
             let late = at.parse::<u64>().expect("time").saturating_sub(released);
             latest = latest.max(late);
-            assert!(late < SLACK.as_nanos() as u64, "round {round}: a waiter ended {:.0} ms after the release", late as f64 / 1e6);
+            assert!(
+                late < SLACK.as_nanos() as u64,
+                "round {round}: a waiter ended {:.0} ms after the release",
+                late as f64 / 1e6
+            );
             outcomes.push(what.to_string());
         }
         outcomes.sort();

@@ -149,10 +149,7 @@ impl Lock {
     pub fn held_by_holder(order: WakeOrder, proto: Protocol) -> Arc<Lock> {
         let lock = Lock {
             word: AtomicU32::new(HOLDER),
-            kernel: Mutex::new(Kernel {
-                queue: Vec::new(),
-                woken: Vec::new(),
-            }),
+            kernel: Mutex::new(Kernel { queue: Vec::new(), woken: Vec::new() }),
             parked: Condvar::new(),
             abandoned: AtomicBool::new(false),
             order,
@@ -240,10 +237,7 @@ impl Lock {
         let mut old = self.word.load(SeqCst);
         loop {
             if old == 0 {
-                match self
-                    .word
-                    .compare_exchange(0, me | assume_other_waiters, SeqCst, SeqCst)
-                {
+                match self.word.compare_exchange(0, me | assume_other_waiters, SeqCst, SeqCst) {
                     Ok(_) => return Acquired::Clean,
                     Err(now) => old = now,
                 }
@@ -260,10 +254,7 @@ impl Lock {
             }
             assert_ne!(old & TID_MASK, me, "relock by the holder");
             if old & WAITERS == 0 {
-                if let Err(now) = self
-                    .word
-                    .compare_exchange(old, old | WAITERS, SeqCst, SeqCst)
-                {
+                if let Err(now) = self.word.compare_exchange(old, old | WAITERS, SeqCst, SeqCst) {
                     old = now;
                     continue;
                 }
@@ -281,10 +272,7 @@ impl Lock {
         let mut old = self.word.load(SeqCst);
         loop {
             if old & OWNER_DIED != 0 {
-                match self
-                    .word
-                    .compare_exchange(old, me | (old & WAITERS), SeqCst, SeqCst)
-                {
+                match self.word.compare_exchange(old, me | (old & WAITERS), SeqCst, SeqCst) {
                     Ok(_) => return Some(Acquired::OwnerDied),
                     Err(now) => {
                         old = now;
@@ -305,11 +293,7 @@ impl Lock {
     pub fn c_unlock(&self, me: u32) {
         let old = self.word.swap(0, SeqCst);
         // Mutual exclusion, second check: the word still names the thread that unlocks.
-        assert_eq!(
-            old & TID_MASK,
-            me,
-            "mutual exclusion: the word names another holder at unlock"
-        );
+        assert_eq!(old & TID_MASK, me, "mutual exclusion: the word names another holder at unlock");
         if old & WAITERS != 0 {
             self.futex_wake(1);
         }
@@ -321,11 +305,7 @@ impl Lock {
     /// reported to exactly the first acquirer after it (from EOWNERDEAD, or from the header's
     /// ABANDONED left by a hand-back). Returns `owner_died`.
     pub fn admit(&self, how: Acquired) -> bool {
-        assert_eq!(
-            self.ghost.holders.fetch_add(1, SeqCst),
-            0,
-            "mutual exclusion: two holders"
-        );
+        assert_eq!(self.ghost.holders.fetch_add(1, SeqCst), 0, "mutual exclusion: two holders");
         self.ghost.acquisitions.fetch_add(1, SeqCst);
         let mut owner_died = how == Acquired::OwnerDied;
         if self.abandoned.load(SeqCst) {
@@ -333,10 +313,7 @@ impl Lock {
             self.abandoned.store(false, SeqCst);
         }
         let pending = self.ghost.death_pending.swap(false, SeqCst);
-        assert_eq!(
-            owner_died, pending,
-            "an owner death must be reported to exactly one acquirer"
-        );
+        assert_eq!(owner_died, pending, "an owner death must be reported to exactly one acquirer");
         owner_died
     }
 
@@ -375,12 +352,7 @@ impl Lock {
             return true;
         }
         let expected = current | WAITERS;
-        if current != expected
-            && self
-                .word
-                .compare_exchange(current, expected, SeqCst, SeqCst)
-                .is_err()
-        {
+        if current != expected && self.word.compare_exchange(current, expected, SeqCst, SeqCst).is_err() {
             return false;
         }
         self.futex_wait(expected, true);
@@ -437,11 +409,7 @@ impl Lock {
             return self.try_lock_after_wait(me);
         }
         let old = self.word.swap(me | WAITERS, SeqCst);
-        let how = if old & OWNER_DIED != 0 {
-            Acquired::OwnerDied
-        } else {
-            Acquired::Clean
-        };
+        let how = if old & OWNER_DIED != 0 { Acquired::OwnerDied } else { Acquired::Clean };
         Some(self.admit(how))
     }
 
@@ -449,11 +417,7 @@ impl Lock {
     /// execution in which a sleeper stays parked never gets here: loom reports it as a
     /// deadlock, the lost wake-up.)
     pub fn check_end(&self) {
-        assert_eq!(
-            self.ghost.holders.load(SeqCst),
-            0,
-            "a hold outlived its actor"
-        );
+        assert_eq!(self.ghost.holders.load(SeqCst), 0, "a hold outlived its actor");
         let word = self.word.load(SeqCst);
         assert_eq!(word & TID_MASK, 0, "the lock is free at the end");
         let k = self.kernel.lock().unwrap();
@@ -526,11 +490,7 @@ pub fn spawn_js(lock: &Arc<Lock>, me: u32, plan: Js, slices: usize) -> thread::J
 fn js_acquire(lock: &Lock, me: u32, rounds: usize, slices: usize, hand_back: bool) {
     let never = AtomicBool::new(false);
     for round in 0..rounds {
-        let acquired = if round == 0 {
-            lock.try_lock_after_wait(me)
-        } else {
-            lock.try_lock_after_watch(me)
-        };
+        let acquired = if round == 0 { lock.try_lock_after_wait(me) } else { lock.try_lock_after_watch(me) };
         if let Some(owner_died) = acquired {
             if hand_back {
                 lock.hand_back(me, owner_died);

@@ -192,11 +192,7 @@ fn create(path: &Path, policy: &Policy) -> Result<Option<OwnedFd>, Error> {
 pub(crate) fn private_file(dir: &Path, mode: u32) -> Result<(OwnedFd, PathBuf), Error> {
     let mode_bits = Mode::from_bits_truncate(mode as libc::mode_t);
     for attempt in 0u32..100 {
-        let name = dir.join(format!(
-            ".robust-mutex.{}.{}.{attempt}.tmp",
-            os::pid(),
-            os::realtime_ns() % 1_000_000_007
-        ));
+        let name = dir.join(format!(".robust-mutex.{}.{}.{attempt}.tmp", os::pid(), os::realtime_ns() % 1_000_000_007));
         let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         let fd = match fcntl::open(name.as_path(), flags, mode_bits) {
             Ok(fd) => fd,

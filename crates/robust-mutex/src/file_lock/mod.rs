@@ -376,7 +376,8 @@ impl Inner {
         let held = header.held.load(Ordering::Acquire) != 0;
         let pid = header.owner_pid.load(Ordering::Relaxed);
         let tid = header.owner_tid.load(Ordering::Relaxed);
-        let owner = (pid != 0).then(|| OwnerInfo { pid, tid, since: since(header.owner_since_ns.load(Ordering::Relaxed)) });
+        let owner =
+            (pid != 0).then(|| OwnerInfo { pid, tid, since: since(header.owner_since_ns.load(Ordering::Relaxed)) });
         MutexState {
             locked,
             holder_tid: (locked && tid != 0).then_some(tid),

@@ -19,9 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, HANDLE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
-};
+use windows_sys::Win32::Foundation::{CloseHandle, GetLastError, HANDLE, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT};
 use windows_sys::Win32::Storage::FileSystem::{GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION};
 use windows_sys::Win32::System::Threading::{
     CreateMutexW, GetCurrentProcessId, GetCurrentThreadId, ReleaseMutex, WaitForSingleObject,
@@ -108,7 +106,9 @@ impl Inner {
                         return Inner::adopt(file);
                     }
                 }
-                Err(e) => return Err(Error::Os { op: "open", path: Some(path.into()), errno: e.raw_os_error().unwrap_or(0) }),
+                Err(e) => {
+                    return Err(Error::Os { op: "open", path: Some(path.into()), errno: e.raw_os_error().unwrap_or(0) })
+                }
             }
         }
         Err(Error::Busy { path: Some(path.into()) })
@@ -362,8 +362,11 @@ impl Inner {
                 _ => (true, false),
             }
         };
-        let owner = (h.owner_pid != 0)
-            .then(|| OwnerInfo { pid: h.owner_pid as i32, tid: h.owner_tid as i32, since: since(h.owner_since_ns) });
+        let owner = (h.owner_pid != 0).then(|| OwnerInfo {
+            pid: h.owner_pid as i32,
+            tid: h.owner_tid as i32,
+            since: since(h.owner_since_ns),
+        });
         MutexState {
             locked,
             holder_tid: (locked && h.owner_tid != 0).then_some(h.owner_tid as i32),

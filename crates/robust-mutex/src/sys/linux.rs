@@ -323,5 +323,7 @@ pub(crate) fn futex_wait(word: *const std::sync::atomic::AtomicU32, expected: u3
     };
     // SAFETY: `word` points at a live, aligned futex word in a shared mapping; FUTEX_WAIT (the
     // shared variant) reads it and sleeps; `ts` is a valid relative timespec on the stack.
-    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, &ts as *const libc::timespec, 0usize, 0u32) };
+    unsafe {
+        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, &ts as *const libc::timespec, 0usize, 0u32)
+    };
 }

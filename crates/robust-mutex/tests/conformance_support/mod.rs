@@ -136,16 +136,12 @@ impl Helper {
                 "helper {} (pid {}): expected a line starting with {prefix:?}, got {line:?}",
                 self.role, self.pid
             ),
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "helper {} (pid {}): no {prefix:?} line within {within:?} (hang guard)",
-                self.role, self.pid
-            ),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("helper {} (pid {}): no {prefix:?} line within {within:?} (hang guard)", self.role, self.pid)
+            }
             Err(RecvTimeoutError::Disconnected) => {
                 let status = self.child.try_wait().ok().flatten();
-                panic!(
-                    "helper {} (pid {}): ended (status {status:?}) before reporting {prefix:?}",
-                    self.role, self.pid
-                )
+                panic!("helper {} (pid {}): ended (status {status:?}) before reporting {prefix:?}", self.role, self.pid)
             }
         }
     }
@@ -158,7 +154,10 @@ impl Helper {
     /// Sends one command line.
     pub fn send(&mut self, command: &str) {
         let stdin = self.stdin.as_mut().expect("this helper has a command pipe");
-        stdin.write_all(command.as_bytes()).and_then(|_| stdin.write_all(b"\n")).and_then(|_| stdin.flush())
+        stdin
+            .write_all(command.as_bytes())
+            .and_then(|_| stdin.write_all(b"\n"))
+            .and_then(|_| stdin.flush())
             .unwrap_or_else(|e| panic!("helper {} (pid {}): cannot send {command:?}: {e}", self.role, self.pid));
     }
 
@@ -474,7 +473,6 @@ fn thread_exit(path: &Path) -> i32 {
 mod data_page;
 #[allow(unused_imports)] // not every test binary uses it
 pub use data_page::DataPage;
-
 
 /// A start barrier for many helpers: each gets the read end of one pipe as stdin and blocks in
 /// [`wait_for_start`]; [`release`](Self::release) writes one byte per helper at once, so they all

@@ -52,12 +52,8 @@ pub fn wrapped_child_command(wrapper: &[&str], role: &str, args: &[String]) -> C
 pub fn child_main(dispatch: impl FnOnce(&str, &[String]) -> i32) {
     let Some(role) = std::env::var_os(ROLE_ENV) else { return };
     let role = role.to_string_lossy().into_owned();
-    let args: Vec<String> = std::env::var(ARGS_ENV)
-        .unwrap_or_default()
-        .split('\n')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
+    let args: Vec<String> =
+        std::env::var(ARGS_ENV).unwrap_or_default().split('\n').filter(|s| !s.is_empty()).map(String::from).collect();
     let code = dispatch(&role, &args);
     let _ = std::io::stdout().flush();
     std::process::exit(code);
@@ -72,10 +68,7 @@ pub fn report(line: impl AsRef<str>) {
 
 /// The report lines in a child's captured output, prefix removed.
 pub fn reports(output: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(output)
-        .lines()
-        .filter_map(|l| l.strip_prefix(REPORT).map(String::from))
-        .collect()
+    String::from_utf8_lossy(output).lines().filter_map(|l| l.strip_prefix(REPORT).map(String::from)).collect()
 }
 
 /// Reads the next report line from a child's piped stdout (`None` at end of file).
@@ -165,7 +158,6 @@ mod data_page;
 #[allow(unused_imports)] // not every test binary uses it
 pub use data_page::{DataPage, DATA_SIZE};
 
-
 /// Whether a program can be found on PATH.
 pub fn have_program(name: &str) -> bool {
     std::env::var_os("PATH")
@@ -187,12 +179,8 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn spawn(mut cmd: Command) -> Conversation {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn child");
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         Conversation { child, out }
     }
