@@ -6,24 +6,53 @@
 // The child runs with ROBUST_MUTEX_TRACE_HANDOFF=1, so the addon also records when its watcher
 // thread woke, when it queued the settlement, and when that ran on the JS thread
 // (crates/robust-mutex-node/src/trace.rs): each handoff is split into stages.
+//
+// The floor (`floorLatency`): the same two cross-thread wake-ups with no lock logic, through the
+// addon's bench-only floor functions (crates/robust-mutex-node/src/floor.rs): this process bumps
+// a word in a shared mapping and FUTEX_WAKEs it, a native thread of the child wakes and calls a
+// threadsafe function whose JS callback reads the clock. Handoff / floor is what the library
+// adds on top of what the scheduler costs.
+//
+// `root` (default: the repository) is the directory whose index.js / binding.js are measured,
+// so that scripts/bench-ab-handoff.cjs can alternate two builds.
 'use strict'
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
+const path = require('node:path')
 const readline = require('node:readline')
-const { SharedMutex } = require('../../index.js')
-const binding = require('../../binding.js')
+
+const REPO = path.join(__dirname, '..', '..')
 
 /** The stages of a handoff, between consecutive timestamps. */
 const STAGES = [
-  'release() -> watcher thread awake', // unlock, futex wake, scheduling, the pass-on wake
+  'release() -> watcher thread awake', // unlock, futex wake, scheduling
   'watcher awake -> settlement queued', // the threadsafe-function call
   'queued -> running on the JS thread', // the event loop waking up
   'on the JS thread -> await resumed', // promise jobs, the trylock
 ]
 
-async function child(lockPath) {
-  const mutex = SharedMutex.open(lockPath)
+const load = (root) => ({
+  SharedMutex: require(path.join(root, 'index.js')).SharedMutex,
+  binding: require(path.join(root, 'binding.js')),
+})
+
+async function child(mode, root, filePath) {
+  const { SharedMutex, binding } = load(root)
   const lines = readline.createInterface({ input: process.stdin })
+  if (mode === 'floor') {
+    binding.floorOpen(filePath)
+    binding.floorListen(() => {
+      const at = process.hrtime.bigint()
+      fs.writeSync(1, `${at}\n`)
+    })
+    for await (const line of lines) {
+      if (line === 'end') break
+      fs.writeSync(1, 'waiting\n')
+    }
+    binding.floorStop()
+    process.exit(0)
+  }
+  const mutex = SharedMutex.open(filePath)
   for await (const line of lines) {
     if (line === 'end') break
     const pending = mutex.lock()
@@ -37,15 +66,20 @@ async function child(lockPath) {
   process.exit(0)
 }
 
-/** `rounds` handoffs; returns the latencies, each one's stages and the holder's release() calls (µs). */
-async function handoffLatency(lockPath, rounds) {
-  const mutex = SharedMutex.open(lockPath)
-  const proc = spawn(process.execPath, [__filename, lockPath], {
+function spawnChild(mode, root, filePath) {
+  const proc = spawn(process.execPath, [__filename, mode, root, filePath], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ROBUST_MUTEX_TRACE_HANDOFF: '1' },
   })
   const lines = readline.createInterface({ input: proc.stdout })[Symbol.asyncIterator]()
   const next = async () => (await lines.next()).value
+  return { proc, next }
+}
+
+/** `rounds` handoffs; returns the latencies, each one's stages and the holder's release() calls (µs). */
+async function handoffLatency(lockPath, rounds, root = REPO) {
+  const mutex = load(root).SharedMutex.open(lockPath)
+  const { proc, next } = spawnChild('handoff', root, lockPath)
   const samples = []
   const stages = STAGES.map(() => [])
   const releaseCalls = []
@@ -71,6 +105,34 @@ async function handoffLatency(lockPath, rounds) {
   return { samples, releaseCalls, stages: STAGES.map((name, i) => ({ name, samples: stages[i] })) }
 }
 
-module.exports = { handoffLatency }
+/**
+ * `rounds` floor wake-ups, timed like a handoff (the child parked, 3 ms, then the wake): µs from
+ * just before the FUTEX_WAKE here to the JS callback there. `{ skipped }` without the floor
+ * functions (an older build, or not Linux).
+ */
+async function floorLatency(floorPath, rounds, root = REPO) {
+  const { binding } = load(root)
+  if (typeof binding.floorWake !== 'function') return { skipped: 'this build has no floor functions' }
+  try {
+    binding.floorOpen(floorPath)
+  } catch (err) {
+    return { skipped: String(err.message) }
+  }
+  const { proc, next } = spawnChild('floor', root, floorPath)
+  const samples = []
+  for (let i = 0; i < rounds; i++) {
+    proc.stdin.write('go\n')
+    await next() // "waiting"
+    await new Promise((r) => setTimeout(r, 3)) // let its thread park in the kernel
+    const wokeAt = process.hrtime.bigint()
+    binding.floorWake()
+    const at = BigInt(await next())
+    samples.push(Number(at - wokeAt) / 1000)
+  }
+  proc.stdin.write('end\n')
+  return { samples }
+}
 
-if (require.main === module) child(process.argv[2])
+module.exports = { handoffLatency, floorLatency }
+
+if (require.main === module) child(process.argv[2], process.argv[3], process.argv[4])

@@ -11,6 +11,7 @@ mod env_state;
 mod errors;
 mod fast;
 mod fence;
+mod floor;
 mod handles;
 mod mutex;
 mod os;
