@@ -51,6 +51,7 @@ export {
 // object, and a load from it is a generic IC lookup (~5% of a tryLock()+release() pair).
 const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
+  tryLockAfterWaitFast(handle: number): number
   releaseFast(handle: number, token: number, poison: boolean): void
   fenceSlot(): ArrayBuffer
   stateInto(handle: number, slots: Float64Array): void
@@ -352,16 +353,10 @@ class Fifo<T> {
   }
 }
 
-/** A lock taken for a queued lock() call: its lock token and fencing token (low, high words). */
-interface Taken {
-  token: number
-  fenceLo: number
-  fenceHi: number
-}
-
 /** A pending lock() call. */
 interface Waiter {
-  resolve(taken: Taken): void
+  /** Settles the caller's lock() promise itself (an owner-died repair: a promise of the guard). */
+  resolve(guard: LockGuard | Promise<LockGuard>): void
   reject(err: unknown): void
   deadline: Deadline | undefined
   signal: AbortSignal | undefined
@@ -659,7 +654,17 @@ export class SharedMutex implements Disposable {
    * @throws {NotRecoverableError} when the mutex is (or becomes) poisoned
    * @throws {StaleError} when its file was retired or replaced
    */
-  async lock(options?: LockOptions): Promise<LockGuard> {
+  lock(options?: LockOptions): Promise<LockGuard> {
+    // Not an async function: a queued call's promise is the one #serve resolves with the guard,
+    // one promise hop after the grant instead of three. Every error still rejects.
+    try {
+      return this.#lock(options)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #lock(options: LockOptions | undefined): Promise<LockGuard> {
     const { timeout, signal } = lockOptions(options)
     if (signal?.aborted) throw abortError(signal)
     const handle = this.#open()
@@ -673,10 +678,9 @@ export class SharedMutex implements Disposable {
         // Held by this very thread: queue behind it instead of failing.
         if (!(translated instanceof DeadlockError)) throw translated
       }
-      if (token !== 0) return this.#admitAsync(token)
+      if (token !== 0) return Promise.resolve(this.#admitAsync(token))
     }
-    const taken = await this.#enqueue(timeout, signal)
-    return this.#admitAsync(taken.token, taken.fenceLo, taken.fenceHi)
+    return this.#enqueue(timeout, signal)
   }
 
   /**
@@ -874,8 +878,8 @@ export class SharedMutex implements Disposable {
   }
 
   /** Wrap a fresh lock token; a promise only when an onOwnerDied hook must be awaited. */
-  #admitAsync(token: number, fenceLo?: number, fenceHi?: number): LockGuard | Promise<LockGuard> {
-    const guard = this.#guard(token, fenceLo, fenceHi)
+  #admitAsync(token: number): LockGuard | Promise<LockGuard> {
+    const guard = this.#guard(token)
     if (!guard.ownerDied || !this.#onOwnerDied) return guard
     return this.#repair(guard, this.#onOwnerDied)
   }
@@ -895,9 +899,9 @@ export class SharedMutex implements Disposable {
     return new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause })
   }
 
-  /** Queue a lock() call; resolves with a lock taken by this thread. */
-  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<Taken> {
-    return new Promise<Taken>((resolve, reject) => {
+  /** Queue a lock() call; resolves with the guard of a lock taken by this thread. */
+  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<LockGuard> {
+    return new Promise<LockGuard>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, deadline: undefined, signal, abort: undefined }
       this.#queue.push(waiter)
       if (timeout !== undefined && timeout !== Infinity) {
@@ -930,7 +934,7 @@ export class SharedMutex implements Disposable {
       let token: number
       try {
         fenceReady()
-        token = binding.tryLockAfterWait(this.#handle)
+        token = rawFast.tryLockAfterWaitFast(this.#handle)
       } catch (err) {
         const translated = translate(err)
         if (translated instanceof DeadlockError) {
@@ -950,9 +954,10 @@ export class SharedMutex implements Disposable {
       }
       const waiter = this.#queue.shift()!
       this.#forget(waiter)
-      // Its guard is made later (after an await): carry the fencing token along.
-      waiter.resolve({ token, fenceLo: lastFence[0], fenceHi: lastFence[1] })
       this.#stopWatching()
+      // The guard now, while `lastFence` holds this acquisition's fencing token (an async
+      // onOwnerDied hook starts here, before the caller's lock() resolves, as it always did).
+      waiter.resolve(this.#admitAsync(token))
       return
     }
     this.#stopWatching()
