@@ -20,7 +20,7 @@ async function main() {
   const trials = Number(trialsArg ?? 6)
   const rounds = Number(roundsArg ?? 100)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ab-handoff-'))
-  const builds = [a, b].map((d) => ({ dir: path.resolve(d), samples: [], p50s: [], stages: null }))
+  const builds = [a, b].map((d) => ({ dir: path.resolve(d), samples: [], p50s: [], stages: null, unsplit: 0 }))
   const floorRoot = builds.find((x) => typeof require(path.join(x.dir, 'binding.js')).floorWake === 'function')?.dir
   const floor = { samples: [], p50s: [] }
   const loadAtStart = os.loadavg()[0].toFixed(1)
@@ -30,6 +30,7 @@ async function main() {
       const r = await handoffLatency(path.join(dir, `h-${path.basename(build.dir)}.lock`), rounds, build.dir)
       build.samples.push(...r.samples)
       build.p50s.push(median(r.samples))
+      build.unsplit += r.unsplit
       build.stages ??= r.stages.map((s) => ({ name: s.name, samples: [] }))
       r.stages.forEach((s, i) => build.stages[i].samples.push(...s.samples))
     }
@@ -46,6 +47,7 @@ async function main() {
   console.log(`${trials} alternating trials x ${rounds} handoffs, load ${loadAtStart} -> ${os.loadavg()[0].toFixed(1)}`)
   for (const [i, build] of builds.entries()) {
     console.log(line(`${'AB'[i]} ${build.dir}`, build.samples, build.p50s))
+    console.log(`    (${build.unsplit} rounds not split at the watcher's "queued" mark: out of stages 2 and 3)`)
     for (const s of build.stages) console.log(`    ${s.name.padEnd(40)} p50 ${f1(percentile(s.samples, 0.5))}  p90 ${f1(percentile(s.samples, 0.9))} µs`)
   }
   if (floorRoot) {

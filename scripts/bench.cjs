@@ -188,13 +188,14 @@ async function main() {
   inspection(mutex, tryPair)
   await contention(dir, peers)
 
-  const { samples, stages, releaseCalls } = await handoffLatency(path.join(dir, 'handoff.lock'), scaled(300))
+  const { samples, stages, releaseCalls, unsplit } = await handoffLatency(path.join(dir, 'handoff.lock'), scaled(300))
   console.log('handoff between two processes (release() there -> await lock() resolved here), stages as medians:')
   row(`p50 of ${samples.length}`, `${median(samples).toFixed(1)} µs`,
     `p90 ${percentile(samples, 0.9).toFixed(1)} µs, p99 ${percentile(samples, 0.99).toFixed(1)} µs`)
   for (const stage of stages) {
     row(`  ${stage.name}`, `${median(stage.samples).toFixed(1)} µs`, `p90 ${percentile(stage.samples, 0.9).toFixed(1)} µs`)
   }
+  if (unsplit) row('  (rounds not split at "queued": the watcher was preempted before its mark)', `${unsplit}`, 'left out of the 2nd and 3rd stage')
   row('  (the holder\'s own release() call took)', `${median(releaseCalls).toFixed(1)} µs`, 'its futex wake may switch to the woken thread first')
   // The floor: the same two wake-ups (futex wake -> a native thread -> a threadsafe function's
   // JS callback) with no lock logic; the ratio is what the library adds.

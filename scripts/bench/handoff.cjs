@@ -76,13 +76,17 @@ function spawnChild(mode, root, filePath) {
   return { proc, next }
 }
 
-/** `rounds` handoffs; returns the latencies, each one's stages and the holder's release() calls (µs). */
+/**
+ * `rounds` handoffs; returns the latencies, each one's stages and the holder's release() calls
+ * (µs), and how many rounds could not be split at the watcher's "queued" mark.
+ */
 async function handoffLatency(lockPath, rounds, root = REPO) {
   const mutex = load(root).SharedMutex.open(lockPath)
   const { proc, next } = spawnChild('handoff', root, lockPath)
   const samples = []
   const stages = STAGES.map(() => [])
   const releaseCalls = []
+  let unsplit = 0
   for (let i = 0; i < rounds; i++) {
     const guard = mutex.lockSync()
     proc.stdin.write('go\n')
@@ -96,13 +100,23 @@ async function handoffLatency(lockPath, rounds, root = REPO) {
     // The holder's own release() call: on 2 cores its futex wake often switches to the woken
     // thread at once, so it can return after the whole handoff.
     releaseCalls.push(Number(returnedAt - releasedAt) / 1000)
+    // The watcher stores its "queued" mark after the call that queues the settlement; when it
+    // is preempted in between, the JS thread can resume (and read the trace) first and sees the
+    // previous round's mark (earlier than "woke"). Then that round's time from "woke" to "on the
+    // JS thread" cannot be split: it counts in neither of those two stages (`unsplit`).
+    // Earlier versions clamped the stage to 0 instead, which put a whole round's period (~3.5
+    // ms) into "queued -> on the JS thread" for ~10% of rounds.
     const points = [releasedAt, woke, queued, onJsThread, resolvedAt]
-    // Settling can run before the watcher's "queued" mark is stored: clamp to keep stages >= 0.
-    for (let s = 0; s < STAGES.length; s++) stages[s].push(Math.max(0, Number(points[s + 1] - points[s]) / 1000))
+    const split = queued >= woke && queued <= onJsThread
+    if (!split) unsplit++
+    for (let s = 0; s < STAGES.length; s++) {
+      if (!split && (s === 1 || s === 2)) continue
+      stages[s].push(Math.max(0, Number(points[s + 1] - points[s]) / 1000))
+    }
   }
   proc.stdin.write('end\n')
   mutex.close()
-  return { samples, releaseCalls, stages: STAGES.map((name, i) => ({ name, samples: stages[i] })) }
+  return { samples, releaseCalls, unsplit, stages: STAGES.map((name, i) => ({ name, samples: stages[i] })) }
 }
 
 /**
