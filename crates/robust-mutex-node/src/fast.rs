@@ -110,7 +110,8 @@ unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_in
 
 /// Adds the raw fast-path functions to the module's exports (and `fenceSlot`, the buffer
 /// through which every acquisition hands its fencing token over: see `fence.rs`; and
-/// `stateInto`, `state()` as numbers: see `state_slots.rs`).
+/// `stateInto`, `state()` as numbers: see `state_slots.rs`; and `tryLockAfterWaitFast`, the
+/// trylock after a watch: see `after_wait_fast.rs`).
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
