@@ -195,7 +195,7 @@ async function main() {
   for (const stage of stages) {
     row(`  ${stage.name}`, `${median(stage.samples).toFixed(1)} µs`, `p90 ${percentile(stage.samples, 0.9).toFixed(1)} µs`)
   }
-  if (unsplit) row('  (rounds not split at "queued": the watcher was preempted before its mark)', `${unsplit}`, 'left out of the 2nd and 3rd stage')
+  if (unsplit) row('  (rounds not split at "queued")', `${unsplit}`, 'the watcher was preempted before its mark: not in stages 2-3')
   row('  (the holder\'s own release() call took)', `${median(releaseCalls).toFixed(1)} µs`, 'its futex wake may switch to the woken thread first')
   // The floor: the same two wake-ups (futex wake -> a native thread -> a threadsafe function's
   // JS callback) with no lock logic; the ratio is what the library adds.
