@@ -45,3 +45,20 @@ test('floorOpen/floorWake do not truncate or modify a file that is not a floor f
   t.is(after.length, content.length, 'the file was truncated')
   t.true(after.subarray(0, 64).equals(content.subarray(0, 64)), `its first bytes changed: ${JSON.stringify(after.subarray(0, 16).toString())}`)
 })
+
+test('floorOpen/floorWake on a mutex file leave it a usable mutex file', (t) => {
+  const file = path.join(tempDir(), 'mutex.lock')
+  const INDEX = JSON.stringify(path.join(__dirname, '..', 'index.js'))
+  const script = `
+const { SharedMutex } = require(${INDEX})
+const b = require(${NATIVE})
+SharedMutex.open(${JSON.stringify(file)}).close()
+try { b.floorOpen(${JSON.stringify(file)}); b.floorWake() } catch (e) { console.log('refused: ' + e.message) }
+const m = SharedMutex.open(${JSON.stringify(file)})
+m.lockSync().release()
+m.close()
+console.log('usable')
+`
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+  t.true(r.stdout.includes('usable'), `the mutex file was corrupted:\n${r.stdout}${r.stderr}`)
+})
