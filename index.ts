@@ -355,8 +355,8 @@ class Fifo<T> {
 
 /** A pending lock() call. */
 interface Waiter {
-  /** Settles the caller's lock() promise itself (an owner-died repair: a promise of the guard). */
-  resolve(guard: LockGuard | Promise<LockGuard>): void
+  /** Settles the caller's lock() promise itself. */
+  resolve(guard: LockGuard): void
   reject(err: unknown): void
   deadline: Deadline | undefined
   signal: AbortSignal | undefined
@@ -678,7 +678,7 @@ export class SharedMutex implements Disposable {
         // Held by this very thread: queue behind it instead of failing.
         if (!(translated instanceof DeadlockError)) throw translated
       }
-      if (token !== 0) return Promise.resolve(this.#admitAsync(token))
+      if (token !== 0) return this.#admitted(token)
     }
     return this.#enqueue(timeout, signal)
   }
@@ -743,8 +743,9 @@ export class SharedMutex implements Disposable {
         // DeadlockError queues, anything else is reported: lock() below does both.
       }
       if (token !== 0) {
-        const admitted = this.#admitAsync(token)
-        return admitted instanceof LockGuard ? runHolding(admitted, fn) : admitted.then((guard) => runHolding(guard, fn))
+        // (Odd token: the previous owner died.)
+        if ((token & 1) === 0 || !this.#onOwnerDied) return runHolding(this.#guard(token), fn)
+        return this.#admitted(token).then((guard) => runHolding(guard, fn))
       }
     }
     return this.lock(options).then((guard) => runHolding(guard, fn))
@@ -877,26 +878,49 @@ export class SharedMutex implements Disposable {
     return guard
   }
 
-  /** Wrap a fresh lock token; a promise only when an onOwnerDied hook must be awaited. */
-  #admitAsync(token: number): LockGuard | Promise<LockGuard> {
-    const guard = this.#guard(token)
-    if (!guard.ownerDied || !this.#onOwnerDied) return guard
-    return this.#repair(guard, this.#onOwnerDied)
+  #admitted(token: number): Promise<LockGuard> {
+    return new Promise((resolve, reject) => this.#admitAsync(token, resolve, reject))
   }
 
-  async #repair(guard: LockGuard, hook: OwnerDiedHook): Promise<LockGuard> {
+  /**
+   * Wrap a fresh lock token for lock() and settle its caller: with the guard, after awaiting an
+   * onOwnerDied hook (sync or async) when the previous owner died.
+   */
+  #admitAsync(token: number, resolve: (guard: LockGuard) => void, reject: (err: unknown) => void): void {
+    const guard = this.#guard(token)
+    const hook = this.#onOwnerDied
+    if (!guard.ownerDied || !hook) return resolve(guard)
+    let repair: Promise<unknown>
     try {
-      await hook(guard.deadOwner)
+      // Inside the try: the hook may throw, and adopting its result runs user code (`then`).
+      repair = Promise.resolve(hook(guard.deadOwner))
     } catch (err) {
-      throw this.#poisoned(guard, err)
+      return this.#repairFailed(guard, err, reject)
     }
-    return guard
+    repair.then(
+      () => resolve(guard),
+      (err: unknown) => this.#repairFailed(guard, err, reject),
+    )
   }
 
   #poisoned(guard: LockGuard, cause: unknown): NotRecoverableError {
     guard.markUnrecoverable()
     guard.release()
     return new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause })
+  }
+
+  /**
+   * The hook failed: poison, tell the caller, then release. In this order because the release
+   * lets the queue serve (and reject) the calls made after it, which must settle after this one.
+   */
+  #repairFailed(guard: LockGuard, cause: unknown, reject: (err: unknown) => void): void {
+    guard.markUnrecoverable()
+    reject(new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause }))
+    try {
+      guard.release()
+    } catch (err) {
+      process.emitWarning(`robust-mutex: releasing after onOwnerDied failed: ${String(err)}`)
+    }
   }
 
   /** Queue a lock() call; resolves with the guard of a lock taken by this thread. */
@@ -957,7 +981,7 @@ export class SharedMutex implements Disposable {
       this.#stopWatching()
       // The guard now, while `lastFence` holds this acquisition's fencing token (an async
       // onOwnerDied hook starts here, before the caller's lock() resolves, as it always did).
-      waiter.resolve(this.#admitAsync(token))
+      this.#admitAsync(token, waiter.resolve, waiter.reject)
       return
     }
     this.#stopWatching()
