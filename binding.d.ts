@@ -38,25 +38,6 @@ export declare function destroy(path: string | Buffer): void
 /** The descriptor, to pass to child processes. */
 export declare function fdOf(handle: number): number
 
-/**
- * Bench-only (handoff floor): a native thread sleeps on the shared word and calls `callback`
- * (no arguments) on this thread through a threadsafe function each time it changes, until
- * `floorStop()`.
- */
-export declare function floorListen(callback: () => void): void
-
-/**
- * Bench-only (handoff floor): maps the first page of `path` (created if missing) as the shared
- * word; once per process.
- */
-export declare function floorOpen(path: string): void
-
-/** Bench-only (handoff floor): ends the listener thread (and its hold on the event loop). */
-export declare function floorStop(): void
-
-/** Bench-only (handoff floor): bumps the shared word and futex-wakes its sleeper. */
-export declare function floorWake(): void
-
 /** Opens the mutex behind an inherited descriptor (which stays the caller's: it is duplicated). */
 export declare function fromFd(fd: number): number
 

@@ -1,6 +1,7 @@
 // A/B of the two-process handoff latency of two builds in one run (scripts/bench/handoff.cjs),
 // alternating trials (A B, B A, ...) with the floor (futex wake -> native thread -> JS callback,
-// no lock logic) measured between them from whichever build has it.
+// no lock logic; the bench-only addon of crates/bench-floor, built by `npm run bench`) measured
+// between them.
 //
 //   node scripts/bench-ab-scale.cjs snapshot <dir>                 (in each built checkout)
 //   node scripts/bench-ab-handoff.cjs <dirA> <dirB> [trials=6] [rounds=100]
@@ -21,7 +22,9 @@ async function main() {
   const rounds = Number(roundsArg ?? 100)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ab-handoff-'))
   const builds = [a, b].map((d) => ({ dir: path.resolve(d), samples: [], p50s: [], stages: null, unsplit: 0 }))
-  const floorRoot = builds.find((x) => typeof require(path.join(x.dir, 'binding.js')).floorWake === 'function')?.dir
+  const floorAddon = require('./bench/floor.cjs').load()
+  if (floorAddon.skipped) console.log(`floor skipped: ${floorAddon.skipped}`)
+  const floorRoot = floorAddon.skipped ? undefined : builds[0].dir
   const floor = { samples: [], p50s: [] }
   const loadAtStart = os.loadavg()[0].toFixed(1)
   for (let t = 0; t < trials; t++) {

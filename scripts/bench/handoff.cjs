@@ -8,7 +8,7 @@
 // (crates/robust-mutex-node/src/trace.rs): each handoff is split into stages.
 //
 // The floor (`floorLatency`): the same two cross-thread wake-ups with no lock logic, through the
-// addon's bench-only floor functions (crates/robust-mutex-node/src/floor.rs): this process bumps
+// bench-only floor addon (crates/bench-floor, loaded by ./floor.cjs): this process bumps
 // a word in a shared mapping and FUTEX_WAKEs it, a native thread of the child wakes and calls a
 // threadsafe function whose JS callback reads the clock. Handoff / floor is what the library
 // adds on top of what the scheduler costs.
@@ -22,6 +22,7 @@ const path = require('node:path')
 const readline = require('node:readline')
 
 const REPO = path.join(__dirname, '..', '..')
+const { load: loadFloor } = require('./floor.cjs')
 
 /** The stages of a handoff, between consecutive timestamps. */
 const STAGES = [
@@ -40,8 +41,9 @@ async function child(mode, root, filePath) {
   const { SharedMutex, binding } = load(root)
   const lines = readline.createInterface({ input: process.stdin })
   if (mode === 'floor') {
-    binding.floorOpen(filePath)
-    binding.floorListen(() => {
+    const floor = loadFloor()
+    floor.floorOpen(filePath)
+    floor.floorListen(() => {
       const at = process.hrtime.bigint()
       fs.writeSync(1, `${at}\n`)
     })
@@ -49,7 +51,7 @@ async function child(mode, root, filePath) {
       if (line === 'end') break
       fs.writeSync(1, 'waiting\n')
     }
-    binding.floorStop()
+    floor.floorStop()
     process.exit(0)
   }
   const mutex = SharedMutex.open(filePath)
@@ -125,10 +127,10 @@ async function handoffLatency(lockPath, rounds, root = REPO) {
  * functions (an older build, or not Linux).
  */
 async function floorLatency(floorPath, rounds, root = REPO) {
-  const { binding } = load(root)
-  if (typeof binding.floorWake !== 'function') return { skipped: 'this build has no floor functions' }
+  const floor = loadFloor()
+  if (floor.skipped) return floor
   try {
-    binding.floorOpen(floorPath)
+    floor.floorOpen(floorPath)
   } catch (err) {
     return { skipped: String(err.message) }
   }
@@ -139,7 +141,7 @@ async function floorLatency(floorPath, rounds, root = REPO) {
     await next() // "waiting"
     await new Promise((r) => setTimeout(r, 3)) // let its thread park in the kernel
     const wokeAt = process.hrtime.bigint()
-    binding.floorWake()
+    floor.floorWake()
     const at = BigInt(await next())
     samples.push(Number(at - wokeAt) / 1000)
   }

@@ -1,13 +1,22 @@
-//! Bench-only: the floor under a two-process handoff, i.e. the same two cross-thread wake-ups
-//! with no lock logic at all. One process bumps a word in a shared file mapping and
+//! Bench-only Node addon, never shipped (a crate of its own, built only by `npm run bench`:
+//! scripts/bench/run.sh): the floor under a two-process handoff, i.e. the same two cross-thread
+//! wake-ups with no lock logic at all. One process bumps a word in a shared file mapping and
 //! `FUTEX_WAKE`s it; in the other, a native thread sleeping in `FUTEX_WAIT` on that word wakes
-//! and calls a threadsafe function whose JavaScript callback runs on the JS thread. `npm run
-//! bench` prints a handoff's latency beside this one's (scripts/bench/handoff.cjs), so what the
-//! library adds shows apart from what the machine's scheduler costs.
+//! and calls a threadsafe function whose JavaScript callback runs on the JS thread.
+//! scripts/bench/handoff.cjs prints a handoff's latency beside this one's, so what the library
+//! adds shows apart from what the machine's scheduler costs.
 //!
 //! The threadsafe function is raw Node-API with no `call_js` (Node calls the callback with no
-//! arguments): the cheapest way there is from a native thread into JavaScript. Nothing in the
-//! library uses this file; Linux only (futexes on a shared mapping), elsewhere every call throws.
+//! arguments): the cheapest way there is from a native thread into JavaScript.
+//!
+//! Limits, fine for a bench and the reason this is not in the library's addon: one listener per
+//! process, on the main thread only (scripts/bench/floor.cjs refuses a worker: the listener
+//! thread would outlive a worker's environment), Linux only. Its file is its own: created new
+//! (`O_EXCL`) with a magic word, and an existing file is used only when it is exactly such a
+//! file, so pointing it at anything else changes nothing.
+
+// Unit tests build the crate without napi's registration, so the exported functions look unused.
+#![cfg_attr(test, allow(dead_code))]
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -50,25 +59,66 @@ mod imp {
         }
     }
 
+    /// The file's size, and the magic at byte 8 that says it is a floor file.
+    pub(super) const SIZE: usize = 4096;
+    pub(super) const MAGIC: &[u8; 8] = b"rmfloor1";
+
+    /// Creates the floor file (it must not exist), or opens one this module created: exactly
+    /// `SIZE` bytes with `MAGIC` at byte 8. Anything else is refused untouched.
+    pub(super) fn open_file(path: &str) -> Result<libc::c_int> {
+        let c = CString::new(path).map_err(|_| Error::from_reason("path contains NUL"))?;
+        let flags = libc::O_RDWR | libc::O_CLOEXEC;
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CREAT | libc::O_EXCL, 0o600) };
+        if fd >= 0 {
+            let mut page = vec![0u8; SIZE];
+            page[8..16].copy_from_slice(MAGIC);
+            // SAFETY: fd is open for writing; `page` holds SIZE bytes.
+            let written = unsafe { libc::pwrite(fd, page.as_ptr().cast(), SIZE, 0) };
+            if written != SIZE as isize {
+                let err = std::io::Error::last_os_error();
+                // SAFETY: fd is ours.
+                unsafe { libc::close(fd) };
+                return Err(Error::from_reason(format!("write {path}: {err}")));
+            }
+            return Ok(fd);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EEXIST) {
+            return Err(Error::from_reason(format!("create {path}: {err}")));
+        }
+        // SAFETY: as above, without creating.
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(Error::from_reason(format!("open {path}: {}", std::io::Error::last_os_error())));
+        }
+        let mut head = [0u8; 16];
+        // SAFETY: an all-zero stat is a valid out-value; `head` holds 16 bytes.
+        let (size, read) = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            let size = if libc::fstat(fd, &mut st) == 0 { st.st_size } else { -1 };
+            (size, libc::pread(fd, head.as_mut_ptr().cast(), 16, 0))
+        };
+        if size != SIZE as libc::off_t || read != 16 || &head[8..16] != MAGIC {
+            // SAFETY: fd is ours.
+            unsafe { libc::close(fd) };
+            return Err(Error::from_reason(format!("{path} exists and is not a floor file: left as it is")));
+        }
+        Ok(fd)
+    }
+
     pub(super) fn open(path: String) -> Result<()> {
         let mut slot = WORD.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_some() {
             return Ok(());
         }
-        let c = CString::new(path).map_err(|_| Error::from_reason("path contains NUL"))?;
-        // SAFETY: a NUL-terminated path; the descriptor is closed below (the mapping stays).
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC, 0o600) };
-        if fd < 0 {
-            return Err(Error::from_reason(format!("open: {}", std::io::Error::last_os_error())));
-        }
-        // SAFETY: fd is open for writing; 4096 bytes cover the word.
-        let sized = unsafe { libc::ftruncate(fd, 4096) } == 0;
-        // SAFETY: a fresh shared mapping of the file's first page.
-        let map = unsafe { libc::mmap(ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        let fd = open_file(&path)?;
+        // SAFETY: a fresh shared mapping of the file's first page (the file is SIZE bytes).
+        let map = unsafe { libc::mmap(ptr::null_mut(), SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
         let err = std::io::Error::last_os_error();
         // SAFETY: fd is ours; the mapping does not need it.
         unsafe { libc::close(fd) };
-        if !sized || map == libc::MAP_FAILED {
+        if map == libc::MAP_FAILED {
             return Err(Error::from_reason(format!("map: {err}")));
         }
         *slot = Some(Word(map.cast()));
@@ -170,20 +220,20 @@ mod imp {
     }
 }
 
-/// Bench-only (handoff floor): maps the first page of `path` (created if missing) as the shared
-/// word; once per process.
+/// Maps the floor file at `path` (created new, or one made by this function before: see
+/// `open_file`) as the shared word; once per process.
 #[napi]
 pub fn floor_open(path: String) -> Result<()> {
     imp::open(path)
 }
 
-/// Bench-only (handoff floor): bumps the shared word and futex-wakes its sleeper.
+/// Bumps the shared word and futex-wakes its sleeper.
 #[napi]
 pub fn floor_wake() -> Result<()> {
     imp::wake()
 }
 
-/// Bench-only (handoff floor): a native thread sleeps on the shared word and calls `callback`
+/// A native thread sleeps on the shared word and calls `callback`
 /// (no arguments) on this thread through a threadsafe function each time it changes, until
 /// `floorStop()`.
 #[napi(ts_args_type = "callback: () => void")]
@@ -192,8 +242,45 @@ pub fn floor_listen(callback: Function<'_, (), ()>) -> Result<()> {
     imp::listen(value.env, value.value)
 }
 
-/// Bench-only (handoff floor): ends the listener thread (and its hold on the event loop).
+/// Ends the listener thread (and its hold on the event loop).
 #[napi]
 pub fn floor_stop() -> Result<()> {
     imp::stop()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::imp::{open_file, MAGIC, SIZE};
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("robust-mutex-bench-floor-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("floor")
+    }
+
+    #[test]
+    fn a_new_floor_file_is_made_and_reopened() {
+        let path = temp("new");
+        let fd = open_file(path.to_str().unwrap()).unwrap();
+        // SAFETY: fd was just opened by open_file.
+        unsafe { libc::close(fd) };
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), SIZE);
+        assert_eq!(&bytes[8..16], MAGIC);
+        let again = open_file(path.to_str().unwrap()).expect("its own file is accepted");
+        // SAFETY: as above.
+        unsafe { libc::close(again) };
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_floor_file_is_refused_unchanged() {
+        let path = temp("foreign");
+        for content in [vec![7u8; 14_000], vec![], vec![1u8; SIZE]] {
+            std::fs::write(&path, &content).unwrap();
+            let err = open_file(path.to_str().unwrap()).expect_err("refused");
+            assert!(err.reason.contains("not a floor file"), "{}", err.reason);
+            assert_eq!(std::fs::read(&path).unwrap(), content, "left byte for byte as it was");
+        }
+    }
 }

@@ -12,7 +12,6 @@ mod env_state;
 mod errors;
 mod fast;
 mod fence;
-mod floor;
 mod handles;
 mod mutex;
 mod os;
