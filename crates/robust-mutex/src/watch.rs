@@ -46,7 +46,8 @@ impl SharedMutex {
     /// [`wait_released`](Self::wait_released) that hands the outcome to `settle` *before*
     /// passing the wake on, so that a watcher tells its waiting thread first and the pass-on
     /// system call is off the handoff's path. The wake is passed on however `settle` ends
-    /// (returning or panicking).
+    /// (returning or panicking). `settle` must not block: until it returns, another sleeper this
+    /// wait's wake was meant for may still be asleep on a free lock.
     ///
     /// ```
     /// use robust_mutex::{CancelToken, SharedMutex};
