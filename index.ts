@@ -51,6 +51,7 @@ export {
 // object, and a load from it is a generic IC lookup (~5% of a tryLock()+release() pair).
 const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
+  tryLockAfterWaitFast(handle: number): number
   releaseFast(handle: number, token: number): void // never poisons: binding.release does
   fenceSlot(): ArrayBuffer
   stateInto(handle: number, slots: Float64Array): void
@@ -352,16 +353,10 @@ class Fifo<T> {
   }
 }
 
-/** A lock taken for a queued lock() call: its lock token and fencing token (low, high words). */
-interface Taken {
-  token: number
-  fenceLo: number
-  fenceHi: number
-}
-
 /** A pending lock() call. */
 interface Waiter {
-  resolve(taken: Taken): void
+  /** Settles the caller's lock() promise itself. */
+  resolve(guard: LockGuard): void
   reject(err: unknown): void
   deadline: Deadline | undefined
   signal: AbortSignal | undefined
@@ -675,7 +670,17 @@ export class SharedMutex implements Disposable {
    * @throws {NotRecoverableError} when the mutex is (or becomes) poisoned
    * @throws {StaleError} when its file was retired or replaced
    */
-  async lock(options?: LockOptions): Promise<LockGuard> {
+  lock(options?: LockOptions): Promise<LockGuard> {
+    // Not an async function: a queued call's promise is the one #serve resolves with the guard,
+    // one promise hop after the grant instead of three. Every error still rejects.
+    try {
+      return this.#lock(options)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #lock(options: LockOptions | undefined): Promise<LockGuard> {
     const { timeout, signal } = lockOptions(options)
     if (signal?.aborted) throw abortError(signal)
     const handle = this.#open()
@@ -689,10 +694,9 @@ export class SharedMutex implements Disposable {
         // Held by this very thread: queue behind it instead of failing.
         if (!(translated instanceof DeadlockError)) throw translated
       }
-      if (token !== 0) return this.#admitAsync(token)
+      if (token !== 0) return this.#admitted(token)
     }
-    const taken = await this.#enqueue(timeout, signal)
-    return this.#admitAsync(taken.token, taken.fenceLo, taken.fenceHi)
+    return this.#enqueue(timeout, signal)
   }
 
   /**
@@ -755,8 +759,9 @@ export class SharedMutex implements Disposable {
         // DeadlockError queues, anything else is reported: lock() below does both.
       }
       if (token !== 0) {
-        const admitted = this.#admitAsync(token)
-        return admitted instanceof LockGuard ? runHolding(admitted, fn) : admitted.then((guard) => runHolding(guard, fn))
+        // (Odd token: the previous owner died.)
+        if ((token & 1) === 0 || !this.#onOwnerDied) return runHolding(this.#guard(token), fn)
+        return this.#admitted(token).then((guard) => runHolding(guard, fn))
       }
     }
     return this.lock(options).then((guard) => runHolding(guard, fn))
@@ -889,20 +894,29 @@ export class SharedMutex implements Disposable {
     return guard
   }
 
-  /** Wrap a fresh lock token; a promise only when an onOwnerDied hook must be awaited. */
-  #admitAsync(token: number, fenceLo?: number, fenceHi?: number): LockGuard | Promise<LockGuard> {
-    const guard = this.#guard(token, fenceLo, fenceHi)
-    if (!guard.ownerDied || !this.#onOwnerDied) return guard
-    return this.#repair(guard, this.#onOwnerDied)
+  #admitted(token: number): Promise<LockGuard> {
+    return new Promise((resolve, reject) => this.#admitAsync(token, resolve, reject))
   }
 
-  async #repair(guard: LockGuard, hook: OwnerDiedHook): Promise<LockGuard> {
+  /**
+   * Wrap a fresh lock token for lock() and settle its caller: with the guard, after awaiting an
+   * onOwnerDied hook (sync or async) when the previous owner died.
+   */
+  #admitAsync(token: number, resolve: (guard: LockGuard) => void, reject: (err: unknown) => void): void {
+    const guard = this.#guard(token)
+    const hook = this.#onOwnerDied
+    if (!guard.ownerDied || !hook) return resolve(guard)
+    let repair: Promise<unknown>
     try {
-      await hook(guard.deadOwner)
+      // Inside the try: the hook may throw, and adopting its result runs user code (`then`).
+      repair = Promise.resolve(hook(guard.deadOwner))
     } catch (err) {
-      throw this.#poisoned(guard, err)
+      return this.#repairFailed(guard, err, reject)
     }
-    return guard
+    repair.then(
+      () => resolve(guard),
+      (err: unknown) => this.#repairFailed(guard, err, reject),
+    )
   }
 
   #poisoned(guard: LockGuard, cause: unknown): NotRecoverableError {
@@ -911,9 +925,23 @@ export class SharedMutex implements Disposable {
     return new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause })
   }
 
-  /** Queue a lock() call; resolves with a lock taken by this thread. */
-  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<Taken> {
-    return new Promise<Taken>((resolve, reject) => {
+  /**
+   * The hook failed: poison, tell the caller, then release. In this order because the release
+   * lets the queue serve (and reject) the calls made after it, which must settle after this one.
+   */
+  #repairFailed(guard: LockGuard, cause: unknown, reject: (err: unknown) => void): void {
+    guard.markUnrecoverable()
+    reject(new NotRecoverableError('the onOwnerDied hook failed; the mutex is now poisoned', { cause }))
+    try {
+      guard.release()
+    } catch (err) {
+      process.emitWarning(`robust-mutex: releasing after onOwnerDied failed: ${String(err)}`)
+    }
+  }
+
+  /** Queue a lock() call; resolves with the guard of a lock taken by this thread. */
+  #enqueue(timeout: number | undefined, signal: AbortSignal | undefined): Promise<LockGuard> {
+    return new Promise<LockGuard>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, deadline: undefined, signal, abort: undefined }
       this.#queue.push(waiter)
       if (timeout !== undefined && timeout !== Infinity) {
@@ -946,7 +974,7 @@ export class SharedMutex implements Disposable {
       let token: number
       try {
         fenceReady()
-        token = binding.tryLockAfterWait(this.#handle)
+        token = rawFast.tryLockAfterWaitFast(this.#handle)
       } catch (err) {
         const translated = translate(err)
         if (translated instanceof DeadlockError) {
@@ -966,9 +994,10 @@ export class SharedMutex implements Disposable {
       }
       const waiter = this.#queue.shift()!
       this.#forget(waiter)
-      // Its guard is made later (after an await): carry the fencing token along.
-      waiter.resolve({ token, fenceLo: lastFence[0], fenceHi: lastFence[1] })
       this.#stopWatching()
+      // The guard now, while `lastFence` holds this acquisition's fencing token (an async
+      // onOwnerDied hook starts here, before the caller's lock() resolves, as it always did).
+      this.#admitAsync(token, waiter.resolve, waiter.reject)
       return
     }
     this.#stopWatching()

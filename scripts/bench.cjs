@@ -20,7 +20,7 @@ const { SharedMutex } = require('../index.js')
 const { median, percentile, perOp, perOpSync, duration, row, times } = require('./bench/stats.cjs')
 const { loadPeers } = require('./bench/peers.cjs')
 const { contended, IMPLS } = require('./bench/contended.cjs')
-const { handoffLatency } = require('./bench/handoff.cjs')
+const { handoffLatency, floorLatency } = require('./bench/handoff.cjs')
 const { pendingWaiters, manyOpen } = require('./bench/scale.cjs')
 const { rustGuardVsPthread } = require('./bench/rust.cjs')
 
@@ -188,14 +188,25 @@ async function main() {
   inspection(mutex, tryPair)
   await contention(dir, peers)
 
-  const { samples, stages, releaseCalls } = await handoffLatency(path.join(dir, 'handoff.lock'), scaled(300))
+  const { samples, stages, releaseCalls, unsplit } = await handoffLatency(path.join(dir, 'handoff.lock'), scaled(300))
   console.log('handoff between two processes (release() there -> await lock() resolved here), stages as medians:')
   row(`p50 of ${samples.length}`, `${median(samples).toFixed(1)} µs`,
     `p90 ${percentile(samples, 0.9).toFixed(1)} µs, p99 ${percentile(samples, 0.99).toFixed(1)} µs`)
   for (const stage of stages) {
     row(`  ${stage.name}`, `${median(stage.samples).toFixed(1)} µs`, `p90 ${percentile(stage.samples, 0.9).toFixed(1)} µs`)
   }
+  if (unsplit) row('  (rounds not split at "queued")', `${unsplit}`, 'the watcher was preempted before its mark: not in stages 2-3')
   row('  (the holder\'s own release() call took)', `${median(releaseCalls).toFixed(1)} µs`, 'its futex wake may switch to the woken thread first')
+  // The floor: the same two wake-ups (futex wake -> a native thread -> a threadsafe function's
+  // JS callback) with no lock logic; the ratio is what the library adds.
+  const floor = await floorLatency(path.join(dir, 'handoff.floor'), scaled(300))
+  if (floor.skipped) row('floor: futex wake -> native thread -> JS callback', `skipped: ${floor.skipped}`, '')
+  else {
+    row(`floor: futex wake -> thread -> JS callback, p50`, `${median(floor.samples).toFixed(1)} µs`,
+      `p90 ${percentile(floor.samples, 0.9).toFixed(1)} µs, p99 ${percentile(floor.samples, 0.99).toFixed(1)} µs`)
+    row('  handoff / floor', `p50 ${(median(samples) / median(floor.samples)).toFixed(2)}x`,
+      `p99 ${(percentile(samples, 0.99) / percentile(floor.samples, 0.99)).toFixed(2)}x`)
+  }
 
   await scale(dir)
   mutex.close()

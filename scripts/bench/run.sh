@@ -11,5 +11,11 @@ if [[ ! -d $peers/node_modules/proper-lockfile || ! -d $peers/node_modules/advis
   npm rebuild --prefix "$peers" fs-ext os-lock --foreground-scripts --loglevel=error >/dev/null ||
     echo "bench: fs-ext/os-lock did not build; their rows are skipped" >&2
 fi
+# The handoff floor's addon (crates/bench-floor), bench-only: never part of the library's addon.
+if [[ $(uname -s) == Linux ]]; then
+  cargo build --release --locked --quiet -p robust-mutex-bench-floor
+  target_dir=${CARGO_TARGET_DIR:-target}
+  cp "$target_dir/release/librobust_mutex_bench_floor.so" "$target_dir/bench-floor.node"
+fi
 ulimit -n "$(ulimit -Hn)"
 exec node --expose-gc scripts/bench.cjs "$@"

@@ -109,16 +109,18 @@ unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_in
 
 /// Adds the raw fast-path functions to the module's exports (and `fenceSlot`, the buffer
 /// through which every acquisition hands its fencing token over: see `fence.rs`; and
-/// `stateInto`, `state()` as numbers: see `state_slots.rs`).
+/// `stateInto`, `state()` as numbers: see `state_slots.rs`; and `tryLockAfterWaitFast`, the
+/// trylock after a watch: see `after_wait_fast.rs`).
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let functions: [(&str, Callback); 5] = [
+    let functions: [(&str, Callback); 6] = [
         ("tryLockFast", try_lock_fast),
         ("releaseFast", release_fast),
         ("noopFast", noop_fast),
         ("fenceSlot", crate::fence::fence_slot),
         ("stateInto", crate::state_slots::state_into),
+        ("tryLockAfterWaitFast", crate::after_wait_fast::try_lock_after_wait_fast),
     ];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();

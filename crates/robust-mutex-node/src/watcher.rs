@@ -3,8 +3,8 @@
 //!
 //! A watcher never acquires, so a hold always has one owner, the JS thread that will release
 //! it: an abort, a timeout, a worker's termination, `close()` or garbage collection only stops a
-//! watch, and there is never a grant to give back. (`SharedMutex::wait_released` passes on the
-//! wake that ended a watch.) Each watch settles a napi deferred (a threadsafe function), which
+//! watch, and there is never a grant to give back. (`SharedMutex::wait_released_then` passes on
+//! the wake that ended a watch, right after the watch is settled.) Each watch settles a napi deferred (a threadsafe function), which
 //! keeps the event loop alive while it is pending and only then.
 //!
 //! The threads form one pool per process: a watch occupies a thread while it sleeps on the
@@ -143,15 +143,18 @@ impl Pool {
 }
 
 fn run(Job { mutex, watch: Watch { cancel, deferred } }: Job) {
-    let result = mutex.wait_released(None, &cancel);
-    trace::mark(Point::Woke);
-    cancel.cancel(); // finished: no longer counts as busy
-    match result {
-        Ok(()) => deferred.resolve(Box::new(|_| {
-            trace::mark(Point::OnJsThread);
-            Ok(())
-        })),
-        Err(err) => deferred.reject(to_napi(err)),
-    }
-    trace::mark(Point::Queued);
+    // Settle first, then pass the wake on (inside `wait_released_then`): the JS thread is told
+    // one system call sooner, and the pass still happens whatever JavaScript does next.
+    mutex.wait_released_then(None, &cancel, |result| {
+        trace::mark(Point::Woke);
+        cancel.cancel(); // finished: no longer counts as busy
+        match result {
+            Ok(()) => deferred.resolve(Box::new(|_| {
+                trace::mark(Point::OnJsThread);
+                Ok(())
+            })),
+            Err(err) => deferred.reject(to_napi(err)),
+        }
+        trace::mark(Point::Queued);
+    });
 }

@@ -40,15 +40,44 @@ impl SharedMutex {
     /// # Ok::<(), robust_mutex::Error>(())
     /// ```
     pub fn wait_released(&self, deadline: Option<Instant>, cancel: &CancelToken) -> Result<(), Error> {
+        self.wait_released_then(deadline, cancel, |result| result)
+    }
+
+    /// [`wait_released`](Self::wait_released) that hands the outcome to `settle` *before*
+    /// passing the wake on, so that a watcher tells its waiting thread first and the pass-on
+    /// system call is off the handoff's path. The wake is passed on however `settle` ends
+    /// (returning or panicking). `settle` must not block: until it returns, another sleeper this
+    /// wait's wake was meant for may still be asleep on a free lock.
+    ///
+    /// ```
+    /// use robust_mutex::{CancelToken, SharedMutex};
+    /// let mutex = SharedMutex::anonymous()?;
+    /// let free = mutex.wait_released_then(None, &CancelToken::new(), |result| result.is_ok());
+    /// assert!(free);
+    /// # Ok::<(), robust_mutex::Error>(())
+    /// ```
+    pub fn wait_released_then<T>(
+        &self,
+        deadline: Option<Instant>,
+        cancel: &CancelToken,
+        settle: impl FnOnce(Result<(), Error>) -> T,
+    ) -> T {
+        /// Passes the wake on when dropped: after `settle`, or while a panic in it unwinds.
+        struct PassOn<'a>(&'a SharedMutex);
+        impl Drop for PassOn<'_> {
+            fn drop(&mut self) {
+                self.0.pass_wake();
+            }
+        }
         let wait = Wait { deadline, cancel: Some(cancel), purpose: Purpose::Acquire, path: self.path() };
         let result = self.inner.wait_released(&wait);
         // The unlock (or the kernel, for a dead holder) wakes one sleeper, and it may have been
         // us. Whether or not our caller goes on to acquire — it may give up, close, or its
-        // process or worker may end first — hand that wake on at once, so that no other sleeper
-        // (a C-library one waits without a time limit) is left asleep on a free lock. At worst
-        // one extra sleeper wakes, finds the lock taken and sleeps again.
-        self.pass_wake();
-        result
+        // process or worker may end first — hand that wake on right after settling, so that no
+        // other sleeper (a C-library one waits without a time limit) is left asleep on a free
+        // lock. At worst one extra sleeper wakes, finds the lock taken and sleeps again.
+        let _pass = PassOn(self);
+        settle(result)
     }
 
     /// [`try_acquire_raw`](Self::try_acquire_raw) for a thread that waited with

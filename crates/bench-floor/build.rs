@@ -1,0 +1,5 @@
+//! Build script: lets napi-build emit the linker arguments a Node addon needs.
+
+fn main() {
+    napi_build::setup();
+}
