@@ -114,7 +114,8 @@ mod imp {
         }
         let fd = open_file(&path)?;
         // SAFETY: a fresh shared mapping of the file's first page (the file is SIZE bytes).
-        let map = unsafe { libc::mmap(ptr::null_mut(), SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+        let map =
+            unsafe { libc::mmap(ptr::null_mut(), SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
         let err = std::io::Error::last_os_error();
         // SAFETY: fd is ours; the mapping does not need it.
         unsafe { libc::close(fd) };
@@ -127,7 +128,17 @@ mod imp {
 
     fn futex(word: &AtomicU32, op: libc::c_int, value: u32) {
         // SAFETY: a futex call on a live, aligned word of a shared mapping (no timeout).
-        unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, value, ptr::null::<libc::timespec>(), ptr::null::<u32>(), 0) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                op,
+                value,
+                ptr::null::<libc::timespec>(),
+                ptr::null::<u32>(),
+                0,
+            )
+        };
     }
 
     /// The other process's "release": bump the word and wake its sleeper.
@@ -154,7 +165,17 @@ mod imp {
         let ok = unsafe {
             sys::napi_create_string_utf8(env, c"floor".as_ptr(), 5, &mut name) == sys::Status::napi_ok
                 && sys::napi_create_threadsafe_function(
-                    env, callback, ptr::null_mut(), name, 0, 1, ptr::null_mut(), None, ptr::null_mut(), None, &mut tsfn,
+                    env,
+                    callback,
+                    ptr::null_mut(),
+                    name,
+                    0,
+                    1,
+                    ptr::null_mut(),
+                    None,
+                    ptr::null_mut(),
+                    None,
+                    &mut tsfn,
                 ) == sys::Status::napi_ok
         };
         if !ok {
@@ -173,7 +194,13 @@ mod imp {
                     seen = now;
                     // SAFETY: this thread holds the function (initial thread count 1) until the
                     // release below.
-                    unsafe { sys::napi_call_threadsafe_function(tsfn.0, ptr::null_mut(), sys::ThreadsafeFunctionCallMode::nonblocking) };
+                    unsafe {
+                        sys::napi_call_threadsafe_function(
+                            tsfn.0,
+                            ptr::null_mut(),
+                            sys::ThreadsafeFunctionCallMode::nonblocking,
+                        )
+                    };
                     continue;
                 }
                 futex(word, libc::FUTEX_WAIT, now);

@@ -11,7 +11,10 @@ use napi::sys;
 
 use crate::fast::{args, guarded, handle_arg, number, throw};
 
-pub(crate) unsafe extern "C" fn try_lock_after_wait_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+pub(crate) unsafe extern "C" fn try_lock_after_wait_fast(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
     // SAFETY: env/info come from Node for this callback.
     let [handle] = unsafe { args::<1>(env, info) };
     // SAFETY: as above.
