@@ -7,6 +7,7 @@
 //! errors as `tryLock` / `release` (declared for TypeScript in `index.ts`). `releaseFast` never
 //! poisons: a poisoning release is rare and goes through the generated `release(handle, token,
 //! true)`, so the common one reads no third argument (a boolean conversion, ~3% of the pair).
+//! `tryLockAfterWaitFast(handle)`, the trylock after a watch, shares `tryLockFast`'s body.
 
 use std::ffi::{c_char, CString};
 use std::ptr;
@@ -69,12 +70,21 @@ pub(crate) fn handle_arg(value: Option<f64>) -> Result<u32> {
     }
 }
 
-unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: env/info come from Node for this callback.
+/// The body of both raw trylocks: one handle argument, a lock token (0: held elsewhere) back.
+///
+/// # Safety
+/// `env` and `info` must be the ones Node passed to the running callback.
+#[inline(always)]
+unsafe fn try_lock_with(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+    try_lock: fn(Env, u32) -> Result<f64>,
+) -> sys::napi_value {
+    // SAFETY: env/info come from Node for this callback (caller's contract).
     let [handle] = unsafe { args::<1>(env, info) };
     // SAFETY: as above.
     let handle = unsafe { number(env, handle) };
-    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::try_lock(Env::from_raw(env), h)));
+    let result = guarded(|| handle_arg(handle).and_then(|h| try_lock(Env::from_raw(env), h)));
     match result {
         Ok(token) => {
             let mut out = ptr::null_mut();
@@ -85,6 +95,19 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
         // SAFETY: env is live.
         Err(err) => unsafe { throw(env, err) },
     }
+}
+
+unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: env/info come from Node for this callback.
+    unsafe { try_lock_with(env, info, crate::mutex::try_lock) }
+}
+
+/// `tryLockAfterWaitFast(handle)`: the trylock a contended `lock()` makes on its JS thread after
+/// its watch ended. It is on the handoff's path, where the generated `tryLockAfterWait` would pay
+/// napi-rs's per-call bookkeeping; same semantics and errors.
+unsafe extern "C" fn try_lock_after_wait_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: env/info come from Node for this callback.
+    unsafe { try_lock_with(env, info, crate::mutex::try_lock_after_wait) }
 }
 
 unsafe extern "C" fn release_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
@@ -109,8 +132,7 @@ unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_in
 
 /// Adds the raw fast-path functions to the module's exports (and `fenceSlot`, the buffer
 /// through which every acquisition hands its fencing token over: see `fence.rs`; and
-/// `stateInto`, `state()` as numbers: see `state_slots.rs`; and `tryLockAfterWaitFast`, the
-/// trylock after a watch: see `after_wait_fast.rs`).
+/// `stateInto`, `state()` as numbers: see `state_slots.rs`).
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
@@ -120,7 +142,7 @@ pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
         ("noopFast", noop_fast),
         ("fenceSlot", crate::fence::fence_slot),
         ("stateInto", crate::state_slots::state_into),
-        ("tryLockAfterWaitFast", crate::after_wait_fast::try_lock_after_wait_fast),
+        ("tryLockAfterWaitFast", try_lock_after_wait_fast),
     ];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();

@@ -7,7 +7,6 @@
 // Unit tests build the crate without napi's registration, so the exported functions look unused.
 #![cfg_attr(test, allow(dead_code))]
 
-mod after_wait_fast;
 mod env_state;
 mod errors;
 mod fast;
