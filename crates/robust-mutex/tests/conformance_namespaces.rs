@@ -24,6 +24,7 @@ use robust_mutex::{Error, OpenOptions, SharedMutex};
 fn helper_entry() {
     helper_main(|role, args| match role {
         "ns-holder" => Some(ns_holder(Path::new(&args[0]), args[1] == "allow")),
+        "fork-into-new-ns" => Some(fork_into_new_ns(Path::new(&args[0]), Path::new(&args[1]))),
         _ => None,
     });
 }
@@ -52,6 +53,34 @@ fn ns_holder(path: &Path, allow: bool) -> i32 {
     });
     while read_command().is_some() {}
     0
+}
+
+/// Opens `known` (so this process has read its PID namespace), moves its future children into
+/// a new PID namespace (`unshare(CLONE_NEWPID)`), forks, and the child creates `created`, then
+/// reports `child exit=` with the child's status (0: created). The child inherits the parent's
+/// memory: it must read its namespace again, not record the parent's.
+fn fork_into_new_ns(known: &Path, created: &Path) -> i32 {
+    let _primed = SharedMutex::open(known).expect("open in the host namespace");
+    // SAFETY: unshare has no memory preconditions; CLONE_NEWPID affects only later children.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWPID) }, 0, "unshare(CLONE_NEWPID)");
+    // SAFETY: this helper process runs one test on one thread (`--test-threads=1`), and the
+    // child only opens a file and leaves with `_exit`.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            let code = if SharedMutex::open(created).is_ok() { 0 } else { 1 };
+            // SAFETY: `_exit` has no preconditions; nothing of the parent's runs in the child.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+            let code = match status {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                other => panic!("the child did not exit: {other:?}"),
+            };
+            say(format!("child exit={code}"));
+            0
+        }
+    }
 }
 
 fn require_unshare() {
@@ -164,4 +193,29 @@ fn c28_reset_from_another_namespace_keeps_the_files_namespace() {
     SharedMutex::reset(&path).expect("reset");
     let err = SharedMutex::open(&path).expect_err("still another namespace's file after reset");
     assert_eq!(err.code(), "EPIDNS");
+}
+
+/// A process that has read its PID namespace and then forks a child into a new one (the child of
+/// an `unshare(CLONE_NEWPID)`): the child's file must record the child's namespace, so the host
+/// refuses it. (The namespace is cached per process; a cache inherited across the fork would
+/// have recorded the parent's, and the host would have shared thread ids with another namespace.)
+#[test]
+#[cfg_attr(
+    feature = "file-lock-backend",
+    ignore = "file-lock backend: exclusion is by file locks, not thread ids, so the file records no PID namespace and every namespace may use it"
+)]
+fn c28_a_fork_child_in_a_new_pid_namespace_records_its_own() {
+    require_unshare();
+    let dir = TempDir::new("pidns-fork");
+    let known = dir.join("known");
+    let created = dir.join("created");
+    SharedMutex::open(&known).expect("create in the host namespace");
+    let mut helper = Helper::spawn("fork-into-new-ns", &[arg(&known), arg(&created)]);
+    let line = helper.expect("child exit=");
+    assert_eq!(num_field(&line, "exit"), 0, "the child created its file: {line}");
+    helper.close_stdin();
+    helper.expect_success();
+    let err = SharedMutex::open(&created).expect_err("a file of another PID namespace");
+    assert_eq!(err.code(), "EPIDNS");
+    SharedMutex::open(&known).expect("the host's own file still opens");
 }

@@ -42,12 +42,28 @@ fn read_boot_id() -> Option<[u8; 16]> {
 
 /// The PID namespace of this process as (st_dev, st_ino) of `/proc/self/ns/pid`; `None` when
 /// it cannot be read (no `/proc`): then nothing can show that thread ids are comparable.
+///
+/// Cached after the first successful read, like the boot id (every open records or compares
+/// it): a process never leaves its own PID namespace (`unshare` and `setns` with
+/// `CLONE_NEWPID` move only the children created afterwards), and a fork child reads again. A
+/// failed read is not remembered.
 pub(crate) fn pid_namespace() -> Option<(u64, u64)> {
-    match nix::sys::stat::stat("/proc/self/ns/pid") {
-        Ok(st) => Some((st.st_dev as u64, st.st_ino as u64)),
-        Err(_) => None,
+    let ino = PID_NS_INO.load(Ordering::Acquire);
+    if ino != UNREAD {
+        return Some((PID_NS_DEV.load(Ordering::Relaxed), ino));
     }
+    register_atfork();
+    let st = nix::sys::stat::stat("/proc/self/ns/pid").ok()?;
+    let (dev, ino) = (st.st_dev as u64, st.st_ino as u64);
+    // The device first: a thread that sees the inode published (Acquire) sees it too. Racing
+    // threads of one process store the same values.
+    PID_NS_DEV.store(dev, Ordering::Relaxed);
+    PID_NS_INO.store(ino, Ordering::Release);
+    Some((dev, ino))
 }
+
+static PID_NS_DEV: AtomicU64 = AtomicU64::new(0);
+static PID_NS_INO: AtomicU64 = AtomicU64::new(UNREAD);
 
 /// The inode of this process's PID namespace (0 when unknown), cached: every holder records it
 /// next to its pid and tid, so that a waiter probes a holder's thread only from the same
@@ -85,6 +101,7 @@ pub(crate) fn in_fork_child() -> bool {
 extern "C" fn forget_ids_in_child() {
     PID.store(0, Ordering::Relaxed);
     PID_NS.store(UNREAD, Ordering::Relaxed);
+    PID_NS_INO.store(UNREAD, Ordering::Relaxed);
     IN_FORK_CHILD.store(true, Ordering::Relaxed);
     // The forking thread is the child's only thread and runs this handler.
     TID.with(|t| t.set(0));
