@@ -181,9 +181,6 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_lock(&self) -> Result<Option<MutexGuard<'_>>, Error> {
-        // A plain `map`: with the acquisition two words, the compiler moves it as two scalars
-        // this way; through `try_acquire_with`'s continuations it copied it with a 16-byte load
-        // of two 8-byte stores (a store-forwarding stall).
         self.try_acquire().map(|acq| acq.map(|acq| MutexGuard::new(self, acq)))
     }
 

@@ -98,35 +98,22 @@ impl Inner {
         self.map.raw_mutex()
     }
 
-    /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping.
+    /// The fast path: one `pthread_mutex_trylock`, then the header bookkeeping. A clean
+    /// acquisition of a READY header returns here; everything else (busy, an error, an owner
+    /// death, a header that is not READY) is finished out of line by
+    /// [`try_acquire_unusual`](Self::try_acquire_unusual).
+    ///
+    /// (Callers re-wrap the result with `map`. When the acquisition was three words that copied
+    /// it through the stack with wide loads over narrower stores, a store-forwarding stall, and
+    /// the result was handed to continuations instead; at two words the compiler moves it as two
+    /// scalars either way: A/B in notes/11-rustguard.md.)
     #[inline(always)]
     pub(crate) fn try_acquire(&self) -> Result<Option<Acquisition>, Error> {
-        self.try_acquire_with(|acq| Ok(Some(acq)), |result| result)
-    }
-
-    /// [`try_acquire`](Self::try_acquire) handing its result to `plain` when it took the lock
-    /// cleanly from a READY header (the fast path), to `other` in every other case (busy, an
-    /// error, an owner death, a header that is not READY: finished out of line by
-    /// [`try_acquire_unusual`](Self::try_acquire_unusual)).
-    ///
-    /// Why continuations: when the acquisition was three words, returned as
-    /// `Result<Option<Acquisition>, Error>` and re-wrapped by the caller it went through the
-    /// stack in differently shaped enums, copied with wide loads of values just written by
-    /// narrower stores (store-forwarding stalls). Since it is two words the compiler moves it as
-    /// two scalars either way: `SharedMutex::try_lock` is a plain `map` again, and
-    /// `try_acquire_raw` (the Node binding's path) measured the same through both (A/B in
-    /// notes/11-rustguard.md), so it was left as it is.
-    #[inline(always)]
-    pub(crate) fn try_acquire_with<R>(
-        &self,
-        plain: impl FnOnce(Acquisition) -> R,
-        other: impl FnOnce(Result<Option<Acquisition>, Error>) -> R,
-    ) -> R {
         let attempt = self.raw().try_lock();
         if attempt == Ok(Some(Acquired::Clean)) && self.is_ready() {
-            return plain(self.record_holder(Acquisition::new(false, sys::pid()), false));
+            return Ok(Some(self.record_holder(Acquisition::new(false, sys::pid()), false)));
         }
-        other(self.try_acquire_unusual(attempt))
+        self.try_acquire_unusual(attempt)
     }
 
     /// The rest of [`try_acquire`](Self::try_acquire), given what its trylock answered.
@@ -173,7 +160,7 @@ impl Inner {
     }
 
     /// Blocks in slices until acquired, `deadline` passes or `cancel` fires. The fast path is
-    /// the one of [`try_acquire_with`](Self::try_acquire_with) (returned directly: `lock()`
+    /// the one of [`try_acquire`](Self::try_acquire) (returned directly: `lock()`
     /// measured slower through continuations); the rest, the wait included, is out of line.
     #[inline(always)]
     pub(crate) fn acquire(&self, wait: &Wait<'_>) -> Result<Acquisition, Error> {

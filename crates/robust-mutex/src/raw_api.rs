@@ -101,14 +101,7 @@ impl SharedMutex {
     /// ```
     #[inline]
     pub fn try_acquire_raw(&self) -> Result<Option<RawAcquisition>, Error> {
-        // Through continuations, not `?` + `map`: see `Inner::try_acquire_with`.
-        self.inner.try_acquire_with(
-            |acq| Ok(Some(RawAcquisition::new(acq))),
-            |result| match result {
-                Ok(acq) => Ok(acq.map(RawAcquisition::new)),
-                Err(err) => Err(self.located(err)),
-            },
-        )
+        self.try_acquire().map(|acq| acq.map(RawAcquisition::new))
     }
 
     /// [`lock_until_owned`](Self::lock_until_owned) returning a [`RawAcquisition`].

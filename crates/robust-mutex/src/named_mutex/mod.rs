@@ -177,21 +177,6 @@ impl Inner {
         self.try_acquire_counted(false)
     }
 
-    /// `try_acquire`, its result handed to `plain` (acquired) or `other` (anything else). The
-    /// pthread backend splits its fast path this way (see `mutex.rs`); here it is only the
-    /// shape `SharedMutex` calls.
-    #[inline]
-    pub(crate) fn try_acquire_with<R>(
-        &self,
-        plain: impl FnOnce(Acquisition) -> R,
-        other: impl FnOnce(Result<Option<Acquisition>, Error>) -> R,
-    ) -> R {
-        match self.try_acquire() {
-            Ok(Some(acq)) => plain(acq),
-            result => other(result),
-        }
-    }
-
     /// A non-blocking acquire; `contended`: after a wait (see `watch.rs`).
     fn try_acquire_counted(&self, contended: bool) -> Result<Option<Acquisition>, Error> {
         if self.held_by_this_thread() {

@@ -68,14 +68,6 @@ impl Inner {
         match *self {}
     }
 
-    pub(crate) fn try_acquire_with<R>(
-        &self,
-        _plain: impl FnOnce(Acquisition) -> R,
-        _other: impl FnOnce(Result<Option<Acquisition>, Error>) -> R,
-    ) -> R {
-        match *self {}
-    }
-
     /// # Safety
     /// As on Linux (unreachable here).
     pub(crate) unsafe fn release(&self, _acq: &Acquisition) -> Result<(), Error> {
