@@ -17,12 +17,13 @@ use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, FallocateFlags, OFlag, AT_FDCWD};
-use nix::sys::stat::{fchmod, Mode, SFlag};
+use nix::sys::stat::{fchmod, Mode};
 
 use crate::error::Error;
 use crate::header::{self, Identity, Invalid, State, FILE_SIZE};
 use crate::mapping::Mapping;
 pub(crate) use crate::options::Policy;
+use crate::page_file;
 use crate::sys::{self, FileLock};
 
 /// How many times `open` follows a race (a retired or just-deleted file) before giving up.
@@ -51,7 +52,7 @@ pub(crate) fn open_path(path: &Path, policy: &Policy, ours: &Identity) -> Result
                 finish_retirement(path, fd.as_fd());
             }
             Err(Errno::ENOENT) if policy.create => {
-                refuse_insecure_mode(policy.mode).map_err(|e| e.at(Some(path)))?;
+                page_file::refuse_insecure_mode(policy.mode).map_err(|e| e.at(Some(path)))?;
                 if let Some(fd) = create(path, policy, ours).map_err(|e| e.at(Some(path)))? {
                     return Ok(fd);
                 }
@@ -110,49 +111,9 @@ pub(crate) fn check_ours(fd: BorrowedFd<'_>, policy: &Policy, ours: &Identity) -
     read_verdict(fd, ours)
 }
 
-/// A mode that lets every user write the file is refused at creation exactly as every opener
-/// would refuse the file afterwards: never a file its own creator can use and nobody else can.
-fn refuse_insecure_mode(mode: u32) -> Result<(), Error> {
-    if mode & 0o002 == 0 {
-        return Ok(());
-    }
-    Err(Error::Insecure { path: None, reason: insecure_mode_reason(mode) })
-}
-
-fn insecure_mode_reason(mode: u32) -> String {
-    format!("mode {:o} lets every user write it, and a writer can corrupt the memory of every holder", mode & 0o7777)
-}
-
 /// Refuses what must not be mapped or trusted, before reading a byte.
 fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
-    let st = sys::fstat(fd)?;
-    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    if kind != SFlag::S_IFREG {
-        let what = match kind {
-            SFlag::S_IFDIR => "a directory",
-            SFlag::S_IFIFO => "a FIFO",
-            SFlag::S_IFSOCK => "a socket",
-            SFlag::S_IFCHR => "a character device",
-            SFlag::S_IFBLK => "a block device",
-            _ => "not a regular file",
-        };
-        return Err(Error::BadMutex { path: None, reason: format!("it is {what}") });
-    }
-    // SAFETY: geteuid cannot fail and has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if st.st_uid != euid && !policy.allow_other_owner {
-        return Err(Error::Insecure {
-            path: None,
-            reason: format!(
-                "owned by uid {}, not by this process's uid {euid} (see \
-                 OpenOptions::allow_other_owner)",
-                st.st_uid
-            ),
-        });
-    }
-    if st.st_mode & 0o002 != 0 {
-        return Err(Error::Insecure { path: None, reason: insecure_mode_reason(st.st_mode as u32) });
-    }
+    page_file::check_kind_and_owner(&sys::fstat(fd)?, policy)?;
     if !policy.allow_network_filesystem {
         sys::check_filesystem(fd)?;
     }
@@ -162,17 +123,8 @@ fn check_file_kind(fd: BorrowedFd<'_>, policy: &Policy) -> Result<(), Error> {
 /// Reads and validates the header with `pread`: nothing is mapped or written yet.
 fn read_verdict(fd: BorrowedFd<'_>, ours: &Identity) -> Result<header::Verdict, Error> {
     let len = sys::fstat(fd)?.st_size as u64;
-    let mut page = vec![0u8; FILE_SIZE];
-    let mut filled = 0;
-    while filled < FILE_SIZE {
-        match nix::sys::uio::pread(fd, &mut page[filled..], filled as libc::off_t) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::os("read", None, e)),
-        }
-    }
-    header::validate(&page[..filled], len, ours).map_err(|invalid| match invalid {
+    let page = page_file::read_page(fd)?;
+    header::validate(&page, len, ours).map_err(|invalid| match invalid {
         Invalid::Bad(reason) => Error::BadMutex { path: None, reason },
         Invalid::Abi { found, expected } => Error::AbiMismatch { path: None, found, expected },
     })

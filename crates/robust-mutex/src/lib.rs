@@ -77,6 +77,10 @@ mod selftest;
 #[cfg(supported)]
 mod watch_linux;
 
+// A mutex file's page: checks, read, mapping (the pthread and the file-lock backends).
+#[cfg(any(supported, file_lock))]
+mod page_file;
+
 // Waiting without acquiring (the Node binding's contended lock), on every backend.
 mod watch;
 

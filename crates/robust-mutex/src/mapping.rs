@@ -1,37 +1,24 @@
 //! The shared mapping of a mutex file's page.
 
-use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
-use std::ptr::NonNull;
-
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::error::Error;
 use crate::header::{self, FILE_SIZE, MUTEX_OFFSET};
+use crate::page_file::{SharedPage, PAGE_SIZE};
 use crate::raw::RawMutex;
+
+const _: () = assert!(FILE_SIZE == PAGE_SIZE);
 
 /// One `MAP_SHARED` page of a mutex file, unmapped on drop.
 pub(crate) struct Mapping {
-    page: NonNull<u8>,
+    page: SharedPage,
 }
-
-// SAFETY: the page is plain shared memory; everything that reads or writes it concurrently does
-// so through atomics or the process-shared pthread mutex.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps the first page of `fd` read-write and shared. The caller has checked that the file is
     /// at least one page long (a shorter file would raise SIGBUS on access).
     pub(crate) fn new(fd: impl AsFd) -> Result<Mapping, Error> {
-        let len = NonZeroUsize::new(FILE_SIZE).expect("non-zero");
-        // SAFETY: a new mapping chosen by the kernel; it aliases no Rust object. The file is at
-        // least FILE_SIZE bytes (checked by every caller before mapping).
-        let page =
-            unsafe { mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, 0) }
-                .map_err(|e| Error::os("mmap", None, e))?;
-        Ok(Mapping { page: page.cast() })
+        Ok(Mapping { page: SharedPage::map(fd)? })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -59,13 +46,5 @@ impl Mapping {
     /// thread exit (the lock would never be reported as abandoned).
     pub(crate) fn leak(self) {
         std::mem::forget(self);
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the page was mapped in `new` with this length and nothing borrows it any more
-        // (`Mapping` is dropped last, after every RawMutex and header reference built from it).
-        let _ = unsafe { munmap(self.page.cast(), FILE_SIZE) };
     }
 }

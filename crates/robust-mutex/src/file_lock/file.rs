@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{self, OFlag};
-use nix::sys::stat::{fchmod, Mode, SFlag};
+use nix::sys::stat::{fchmod, Mode};
 
-use super::header::{self, State, FILE_SIZE};
+use super::header::{self, State};
 use super::os;
 use crate::error::Error;
 use crate::options::Policy;
+use crate::page_file;
 
 /// How many times `open` follows a race (a retired or just-deleted file) before giving up.
 const MAX_OPEN_ROUNDS: usize = 64;
@@ -42,7 +43,7 @@ pub(crate) fn open_path(path: &Path, policy: &Policy) -> Result<OwnedFd, Error> 
                 Opened::Retired(fd) => finish_retirement(path, fd.as_fd()),
             },
             Err(Errno::ENOENT) if policy.create => {
-                refuse_insecure_mode(policy.mode)?;
+                page_file::refuse_insecure_mode(policy.mode)?;
                 if let Some(fd) = create(path, policy)? {
                     return Ok(fd);
                 }
@@ -110,58 +111,13 @@ pub(crate) fn adopt(fd: OwnedFd, policy: &Policy, named: bool) -> Result<Opened,
 /// Checks, without writing, that `fd` is a mutex file of this backend that we may use.
 pub(crate) fn check_ours(fd: BorrowedFd<'_>, policy: &Policy) -> Result<State, Error> {
     let st = fstat(fd)?;
-    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-    if kind != SFlag::S_IFREG {
-        let what = match kind {
-            SFlag::S_IFDIR => "a directory",
-            SFlag::S_IFIFO => "a FIFO",
-            SFlag::S_IFSOCK => "a socket",
-            SFlag::S_IFCHR => "a character device",
-            SFlag::S_IFBLK => "a block device",
-            _ => "not a regular file",
-        };
-        return Err(Error::BadMutex { path: None, reason: format!("it is {what}") });
-    }
-    // SAFETY: geteuid cannot fail and has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if st.st_uid != euid && !policy.allow_other_owner {
-        return Err(Error::Insecure {
-            path: None,
-            reason: format!(
-                "owned by uid {}, not by this process's uid {euid} (see OpenOptions::allow_other_owner)",
-                st.st_uid
-            ),
-        });
-    }
-    if st.st_mode & 0o002 != 0 {
-        return Err(Error::Insecure { path: None, reason: insecure_mode_reason(st.st_mode as u32) });
-    }
-    let mut page = vec![0u8; FILE_SIZE];
-    let mut filled = 0;
-    while filled < FILE_SIZE {
-        match nix::sys::uio::pread(fd, &mut page[filled..], filled as libc::off_t) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::os("read", None, e)),
-        }
-    }
-    header::validate(&page[..filled], st.st_size as u64).map_err(|reason| Error::BadMutex { path: None, reason })
+    page_file::check_kind_and_owner(&st, policy)?;
+    let page = page_file::read_page(fd)?;
+    header::validate(&page, st.st_size as u64).map_err(|reason| Error::BadMutex { path: None, reason })
 }
 
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat, Error> {
     nix::sys::stat::fstat(fd).map_err(|e| Error::os("fstat", None, e))
-}
-
-fn refuse_insecure_mode(mode: u32) -> Result<(), Error> {
-    if mode & 0o002 == 0 {
-        return Ok(());
-    }
-    Err(Error::Insecure { path: None, reason: insecure_mode_reason(mode) })
-}
-
-fn insecure_mode_reason(mode: u32) -> String {
-    format!("mode {:o} lets every user write it, and a writer can forge every holder's record", mode & 0o7777)
 }
 
 /// Builds a complete mutex file privately and publishes it at `path`; `Ok(None)`: another
