@@ -22,10 +22,23 @@ export interface Child {
 }
 
 export function spawnChild(args: string[], stdio: StdioOptions = ['pipe', 'pipe', 'inherit']): Child {
-  const proc = spawn(process.execPath, [CHILD, ...args], { stdio })
+  return lineChild(spawn(process.execPath, [CHILD, ...args], { stdio }))
+}
+
+/**
+ * Reads a spawned process's stdout line by line. `nextLine()` fails once its stdout has ended
+ * with no line left (not at its exit: the last lines may still be in the pipe then), and after
+ * `lineTimeoutMs` when given.
+ */
+export function lineChild(proc: ChildProcess, lineTimeoutMs?: number): Child {
   const lines: string[] = []
-  const waiting: Array<(line: string) => void> = []
+  const waiting: Array<{ resolve: (line: string) => void; reject: (err: Error) => void }> = []
+  let ended = false
   let buffered = ''
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => resolve({ code, signal })),
+  )
+  const noMoreLines = () => new Error(`child ${proc.pid} ended its output before printing a line`)
   proc.stdout?.setEncoding('utf8')
   proc.stdout?.on('data', (chunk: string) => {
     buffered += chunk
@@ -34,24 +47,24 @@ export function spawnChild(args: string[], stdio: StdioOptions = ['pipe', 'pipe'
       const line = buffered.slice(0, newline)
       buffered = buffered.slice(newline + 1)
       const waiter = waiting.shift()
-      if (waiter) waiter(line)
+      if (waiter) waiter.resolve(line)
       else lines.push(line)
     }
   })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('exit', (code, signal) => resolve({ code, signal })),
-  )
-  return {
-    proc,
-    exited,
-    nextLine: () =>
-      new Promise<string>((resolve, reject) => {
-        const line = lines.shift()
-        if (line !== undefined) return resolve(line)
-        waiting.push(resolve)
-        void exited.then(({ code, signal }) => reject(new Error(`child exited (${code ?? signal}) before printing`)))
-      }),
+  proc.stdout?.on('end', () => {
+    ended = true
+    for (const waiter of waiting.splice(0)) waiter.reject(noMoreLines())
+  })
+  const nextLine = () => {
+    const line = new Promise<string>((resolve, reject) => {
+      const ready = lines.shift()
+      if (ready !== undefined) resolve(ready)
+      else if (ended) reject(noMoreLines())
+      else waiting.push({ resolve, reject })
+    })
+    return lineTimeoutMs === undefined ? line : within(lineTimeoutMs, line, 'child output')
   }
+  return { proc, exited, nextLine }
 }
 
 /** Fails a test that would otherwise hang. */

@@ -21,7 +21,7 @@ import {
   TimeoutError,
 } from '../pg'
 import * as main from '../index'
-import { within } from './helpers'
+import { lineChild, within } from './helpers'
 import { advisoryLockers, eventually, sessions, tcpProxy } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
 
@@ -37,41 +37,7 @@ test.after.always(async () => {
 
 function pgChild(role: string, url: string, name: string) {
   const proc = spawn(process.execPath, [PG_CHILD, role, url, name], { stdio: ['pipe', 'pipe', 'inherit'] })
-  return wrapChild(proc)
-}
-
-// spawnChild's line reader, over a pg-child process.
-function wrapChild(proc: ReturnType<typeof spawn>) {
-  const lines: string[] = []
-  const waiting: Array<(line: string) => void> = []
-  let buffered = ''
-  proc.stdout!.setEncoding('utf8')
-  proc.stdout!.on('data', (chunk: string) => {
-    buffered += chunk
-    let nl: number
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl)
-      buffered = buffered.slice(nl + 1)
-      const w = waiting.shift()
-      if (w) w(line)
-      else lines.push(line)
-    }
-  })
-  // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('close', (code, signal) => resolve({ code, signal })),
-  )
-  return {
-    proc,
-    exited,
-    nextLine: () =>
-      within(60_000, new Promise<string>((resolve, reject) => {
-        const line = lines.shift()
-        if (line !== undefined) return resolve(line)
-        waiting.push(resolve)
-        void exited.then(({ code, signal }) => reject(new Error(`child exited (${code ?? signal}) before printing`)))
-      }), 'child output'),
-  }
+  return lineChild(proc, 60_000)
 }
 
 test('the errors robust-mutex/pg throws are the main entry\'s classes too (instanceof works from either)', (t) => {
