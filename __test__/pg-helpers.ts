@@ -2,9 +2,9 @@
 // proxy, polling for a condition the server reaches asynchronously.
 import * as net from 'node:net'
 
-import type { Client as PgClient } from 'pg'
+import { Pool, type Client as PgClient } from 'pg'
 
-import { lockKey } from '../pg'
+import { PgMutex, lockKey } from '../pg'
 
 /** pg_locks' view of a bigint advisory key: high half in classid, low half in objid. */
 function keyParts(name: string): [string, string] {
@@ -108,6 +108,40 @@ export function tcpProxy(targetPort: number): Promise<Proxy> {
 export const SCHEMA_LOCK_KEY = '-3739402856245061633'
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** How many advisory locks are waited for in the admin session's database (a first lock()
+ * queued behind another process's schema creation shows here). */
+export async function waitingAdvisoryLocks(admin: PgClient): Promise<number> {
+  const { rows } = await admin.query(
+    `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+  )
+  return rows[0].n as number
+}
+
+/**
+ * A first lock() on a fresh database `url`, through a pool whose sessions start with
+ * `sessionOptions` (e.g. `-c lock_timeout=300`), while another process creates the schema for
+ * `holdMs` (longer than those timeouts): returns what the lock() ended with, its guard already
+ * released, or its error. It must wait for the other creator, not fail.
+ */
+export async function lockDuringSchemaCreation(admin: PgClient, url: string, sessionOptions: string, holdMs = 1000): Promise<unknown> {
+  const pool = new Pool({ connectionString: url, options: sessionOptions })
+  pool.on('error', () => {})
+  const mutex = PgMutex.open('schema-race', { pool })
+  try {
+    await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`) // another process is creating it
+    const first = outcomeOf(mutex.lock())
+    await eventually(async () => first.settled() || (await waitingAdvisoryLocks(admin)) === 1, 'the first lock() waits for the other creator')
+    await sleep(holdMs)
+    await admin.query(`SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`)
+    const got = await first.result
+    if (!(got instanceof Error)) await got.release()
+    return got
+  } finally {
+    await mutex.close()
+    await pool.end()
+  }
+}
 
 /** How a promise ended, without letting a rejection escape: the value, or the error. */
 export function outcomeOf<T>(p: Promise<T>): { settled: () => boolean; result: Promise<T | Error> } {

@@ -8,7 +8,7 @@ import test from 'ava'
 import { Pool } from 'pg'
 
 import { PgMutex, SchemaError, TimeoutError, type PgLockGuard } from '../pg'
-import { SCHEMA_LOCK_KEY, advisoryLockers, eventually, outcomeOf, sleep, tcpProxy } from './pg-helpers'
+import { SCHEMA_LOCK_KEY, advisoryLockers, eventually, lockDuringSchemaCreation, outcomeOf, sleep, tcpProxy, waitingAdvisoryLocks } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
 
 const REVIEW_CHILD = path.join(__dirname, 'fixtures', 'pg-review-child.ts')
@@ -199,10 +199,7 @@ test('DEFECT a connection cut during the first lock()\'s schema check crashes th
   await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`)
   const child = reviewChild('lock', url.replace(`:${server.port}/`, `:${proxy.port}/`), 'x')
   try {
-    await eventually(async () => {
-      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
-      return rows[0].n === 1
-    }, 'the first lock() waits in schema creation')
+    await eventually(async () => (await waitingAdvisoryLocks(admin)) === 1, 'the first lock() waits in schema creation')
     proxy.cut()
     const { code, out, err } = await child.exited
     t.log(err.split('\n').filter((l) => /Error|error/.test(l)).slice(0, 3).join('\n'))
@@ -305,28 +302,13 @@ test('DEFECT with default_transaction_isolation = repeatable read every contende
 test('DEFECT a role lock_timeout turns a schema-creation race into SchemaError', async (t) => {
   const url = await server.database('review_schema_lock_timeout')
   const admin = await server.admin(url)
-  const pool = new Pool({ connectionString: url, options: '-c lock_timeout=300' })
-  pool.on('error', () => {})
-  const mutex = PgMutex.open('x', { pool })
   try {
-    await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`) // another process is creating it
-    const first = outcomeOf(mutex.lock())
-    await eventually(async () => {
-      if (first.settled()) return true
-      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
-      return rows[0].n === 1
-    }, 'the first lock() waits for the other creator')
     // The other creation takes longer than the lock_timeout (as it did under load in this very
     // file, where a concurrent test's first lock() under lock_timeout=300 failed so): 1 s.
-    await sleep(1000)
-    await admin.query(`SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`)
-    const got = await first.result
+    const got = await lockDuringSchemaCreation(admin, url, '-c lock_timeout=300', 1000)
     t.false(got instanceof Error, `the first lock() should wait for the other creator; got ${String(got)}`)
-    if (!(got instanceof Error)) await got.release()
   } finally {
     await admin.end()
-    await mutex.close()
-    await pool.end()
   }
 })
 

@@ -7,7 +7,7 @@ import * as net from 'node:net'
 import { Pool } from 'pg'
 
 import { PgMutex, type PgLockGuard } from '../pg'
-import { SCHEMA_LOCK_KEY, advisoryLockers, eventually, outcomeOf, sleep, tcpProxy } from './pg-helpers'
+import { SCHEMA_LOCK_KEY, advisoryLockers, eventually, lockDuringSchemaCreation, outcomeOf, sleep, tcpProxy, waitingAdvisoryLocks } from './pg-helpers'
 import { startPg, type PgServer } from './pg-server'
 
 let server: PgServer
@@ -30,12 +30,7 @@ test('a schema-creation race under default_transaction_isolation = repeatable re
   await admin.query(`ALTER DATABASE review2_rr_schema SET default_transaction_isolation = 'repeatable read'`)
   const a = PgMutex.open('review2-rr-a', { connectionString: url })
   const b = PgMutex.open('review2-rr-b', { connectionString: url })
-  const waitingCreators = async () => {
-    const { rows } = await admin.query(
-      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-    )
-    return rows[0].n as number
-  }
+  const waitingCreators = () => waitingAdvisoryLocks(admin)
   try {
     // Another process is creating the schema: both first lock()s queue behind it, one after the other.
     await admin.query('BEGIN')
@@ -218,26 +213,12 @@ test('a given-up wait whose cancel requests never arrive is ended from another c
 test('a role transaction_timeout does not turn a schema-creation race into SchemaError', async (t) => {
   const url = await server.database('review2_schema_xact_timeout')
   const admin = await server.admin(url)
-  const pool = new Pool({ connectionString: url, options: '-c transaction_timeout=300' })
-  pool.on('error', () => {})
-  const mutex = PgMutex.open('review2-xact-timeout', { pool })
   try {
-    await admin.query(`SELECT pg_advisory_lock(${SCHEMA_LOCK_KEY})`) // another process is creating it
-    const first = outcomeOf(mutex.lock())
-    await eventually(async () => {
-      if (first.settled()) return true
-      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
-      return rows[0].n === 1
-    }, 'the first lock() waits for the other creator')
-    await sleep(1000) // the other creation takes longer than the transaction_timeout
-    await admin.query(`SELECT pg_advisory_unlock(${SCHEMA_LOCK_KEY})`)
-    const got = await first.result
+    // The other creation takes longer than the transaction_timeout.
+    const got = await lockDuringSchemaCreation(admin, url, '-c transaction_timeout=300', 1000)
     t.false(got instanceof Error, `the first lock() should wait for the other creator; got ${String(got)}`)
-    if (!(got instanceof Error)) await got.release()
   } finally {
     await admin.end()
-    await mutex.close()
-    await pool.end()
   }
 })
 
