@@ -53,6 +53,8 @@ const rawFast = binding as unknown as {
   tryLockFast(handle: number): number
   tryLockAfterWaitFast(handle: number): number
   releaseFast(handle: number, token: number): void // never poisons: binding.release does
+  tryLockSlot(): void // tryLockFast with its handle and token in the call slot (see below)
+  releaseSlot(): void // releaseFast with its handle and token in the call slot
   fenceSlot(): ArrayBuffer
   stateInto(handle: number, slots: Float64Array): void
 }
@@ -84,7 +86,51 @@ let lastFence = new Int32Array(rawFast.fenceSlot())
 function fenceReady(): void {
   if (lastFence.length === 0) lastFence = new Int32Array(rawFast.fenceSlot())
 }
-const fast = { tryLockFast: rawFast.tryLockFast, releaseFast: rawFast.releaseFast }
+const fast = {
+  tryLockFast: rawFast.tryLockFast,
+  releaseFast: rawFast.releaseFast,
+  tryLockSlot: rawFast.tryLockSlot,
+  releaseSlot: rawFast.releaseSlot,
+}
+
+// The call slot: the same buffer's words after the fencing token's, through which the
+// uncontended tryLock and release take their handle and token and return the token, so that no
+// number crosses as a Node-API value (crates/robust-mutex-node/src/call_slot.rs). Where external
+// buffers are refused (Electron) the buffer is the token's two words only, and the
+// argument-passing twins are used. The length is checked before every call through the slot:
+// a detached view reads nothing and writes nothing, and nothing can detach it between that
+// check, the writes, the call and the reads (no other code runs in between).
+const SLOT_WORDS = 6
+const SLOT_HANDLE = 2
+const SLOT_TOKEN_LO = 3
+const SLOT_TOKEN_HI = 4
+const TWO_POW_32 = 4294967296
+
+/** One trylock of `handle` on this thread: a lock token, 0 when held elsewhere (throws as tryLockFast). */
+function tryLockNow(handle: number): number {
+  let slot = lastFence
+  if (slot.length !== SLOT_WORDS) {
+    fenceReady()
+    slot = lastFence
+    if (slot.length !== SLOT_WORDS) return fast.tryLockFast(handle)
+  }
+  slot[SLOT_HANDLE] = handle
+  fast.tryLockSlot()
+  const lo = slot[SLOT_TOKEN_LO]
+  const hi = slot[SLOT_TOKEN_HI]
+  // Below 2^31 (the first 2^30 acquisitions of a handle at least) the low word is the token.
+  return hi === 0 && lo >= 0 ? lo : (lo >>> 0) + hi * TWO_POW_32
+}
+
+/** Unlocks the hold of `token` (never poisons; throws as releaseFast). */
+function releaseNow(handle: number, token: number): void {
+  const slot = lastFence
+  if (slot.length !== SLOT_WORDS) return fast.releaseFast(handle, token)
+  slot[SLOT_HANDLE] = handle
+  slot[SLOT_TOKEN_LO] = token // the low 32 bits (an Int32Array store wraps modulo 2^32)
+  slot[SLOT_TOKEN_HI] = token > 0x7fffffff ? (token / TWO_POW_32) | 0 : 0
+  fast.releaseSlot()
+}
 
 function native<T>(fn: () => T): T {
   try {
@@ -488,7 +534,7 @@ export class LockGuard implements Disposable {
     try {
       // A poisoning release is rare: the generated call takes the flag, the raw one reads none.
       if (this.#poison) binding.release(this.#handle, this.#token, true)
-      else fast.releaseFast(this.#handle, this.#token)
+      else releaseNow(this.#handle, this.#token)
     } catch (err) {
       // Whatever failed, the binding's record of this hold is gone (an unlock is never retried:
       // only a thread that does not hold the lock can fail one), so the guard is released for
@@ -687,8 +733,7 @@ export class SharedMutex implements Disposable {
     if (this.#queue.length === 0) {
       let token = 0
       try {
-        fenceReady()
-        token = fast.tryLockFast(handle)
+        token = tryLockNow(handle)
       } catch (err) {
         const translated = translate(err)
         // Held by this very thread: queue behind it instead of failing.
@@ -715,8 +760,7 @@ export class SharedMutex implements Disposable {
     // (slower) blocking call only when someone holds it.
     let token: number
     try {
-      fenceReady()
-      token = fast.tryLockFast(handle)
+      token = tryLockNow(handle)
     } catch (err) {
       throw translate(err)
     }
@@ -735,8 +779,7 @@ export class SharedMutex implements Disposable {
     this.#syncHookOnly()
     let token: number
     try {
-      fenceReady()
-      token = fast.tryLockFast(handle)
+      token = tryLockNow(handle)
     } catch (err) {
       throw translate(err)
     }
@@ -753,8 +796,7 @@ export class SharedMutex implements Disposable {
     if (options === undefined && this.#queue.length === 0 && !this.#closed) {
       let token = 0
       try {
-        fenceReady()
-        token = fast.tryLockFast(this.#handle)
+        token = tryLockNow(this.#handle)
       } catch {
         // DeadlockError queues, anything else is reported: lock() below does both.
       }

@@ -131,18 +131,21 @@ unsafe extern "C" fn noop_fast(_env: sys::napi_env, _info: sys::napi_callback_in
 }
 
 /// Adds the raw fast-path functions to the module's exports (and `fenceSlot`, the buffer
-/// through which every acquisition hands its fencing token over: see `fence.rs`; and
+/// through which every acquisition hands its fencing token over: see `fence.rs`; its call-slot
+/// twins `tryLockSlot`/`releaseSlot`: see `call_slot.rs`; and
 /// `stateInto`, `state()` as numbers: see `state_slots.rs`).
 #[napi(module_exports)]
 pub fn register_fast_path(exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let functions: [(&str, Callback); 6] = [
+    let functions: [(&str, Callback); 8] = [
         ("tryLockFast", try_lock_fast),
         ("releaseFast", release_fast),
         ("noopFast", noop_fast),
         ("fenceSlot", crate::fence::fence_slot),
         ("stateInto", crate::state_slots::state_into),
         ("tryLockAfterWaitFast", try_lock_after_wait_fast),
+        ("tryLockSlot", crate::call_slot::try_lock_slot),
+        ("releaseSlot", crate::call_slot::release_slot),
     ];
     for (name, callback) in functions {
         let mut function = ptr::null_mut();

@@ -23,6 +23,11 @@
 //! kept: each write first asks Node for the buffer's current memory through the reference that
 //! keeps it, and writes nothing when it is detached (a slower path, there only).
 //!
+//! The same block carries the arguments and the result of the uncontended `tryLock` and
+//! `release` (`call_slot.rs`): words 2-4 after the token's two. Where external buffers are
+//! refused the buffer is the token's 8 bytes only, and `index.ts` (seeing its length) passes
+//! arguments the ordinary way.
+//!
 //! One buffer per JS thread (main thread or worker), like the handle table: created by
 //! `fenceSlot()`, kept by a reference until the environment is torn down, and the same buffer for
 //! every later call in that thread (a second copy of the module must read where the binding
@@ -37,26 +42,32 @@ use std::sync::Mutex;
 
 use napi::sys;
 
-/// Two 32-bit words: the low and the high half of the token.
+/// The fencing token's two 32-bit words (the low and the high half): the whole buffer where
+/// external buffers are refused.
 const SLOT_BYTES: usize = 8;
 
-/// Addon-owned memory for one thread's token, 8-aligned (any typed array can view it). Atomic
-/// words: a buffer over it may have been transferred to another thread, which may read it while
-/// this one writes (relaxed stores compile to plain stores).
-#[repr(C, align(8))]
-struct Block([AtomicU32; 2]);
+/// Words of a block: the fencing token's two, then the call slot's (see `call_slot.rs`).
+pub(crate) const BLOCK_WORDS: usize = 6;
 
-const _: () = assert!(std::mem::size_of::<Block>() == SLOT_BYTES);
+/// Addon-owned memory for one thread's token and call slot, 8-aligned (any typed array can view
+/// it). Atomic words: JavaScript writes them through its buffer, and a buffer over them may have
+/// been transferred to another thread, which may read or write them while this one does
+/// (relaxed loads and stores compile to plain ones).
+#[repr(C, align(8))]
+pub(crate) struct Block(pub(crate) [AtomicU32; BLOCK_WORDS]);
+
+const BLOCK_BYTES: usize = std::mem::size_of::<Block>();
+const _: () = assert!(BLOCK_BYTES == BLOCK_WORDS * 4 && BLOCK_BYTES >= SLOT_BYTES);
 
 /// Blocks of environments that ended, for the next thread to use (so that creating and ending
-/// workers does not leak 8 bytes each). Blocks are never freed: a buffer over one may outlive
+/// workers does not leak a block each). Blocks are never freed: a buffer over one may outlive
 /// its environment (transferred to another thread beforehand), and then keeps viewing valid
 /// memory, which shows the tokens of the thread that reuses it (tokens are no secret).
 static SPARE: Mutex<Vec<&'static Block>> = Mutex::new(Vec::new());
 
 fn take_block() -> &'static Block {
     let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    spare.unwrap_or_else(|| Box::leak(Box::new(Block([AtomicU32::new(0), AtomicU32::new(0)]))))
+    spare.unwrap_or_else(|| Box::leak(Box::new(Block(std::array::from_fn(|_| AtomicU32::new(0))))))
 }
 
 fn give_back(block: &'static Block) {
@@ -72,6 +83,12 @@ thread_local! {
     static REFERENCE: Cell<sys::napi_ref> = const { Cell::new(ptr::null_mut()) };
     /// The environment's cleanup hook is registered (once per environment).
     static HOOKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This thread's block, while its environment has one (see `SLOT`).
+#[inline(always)]
+pub(crate) fn block() -> Option<&'static Block> {
+    SLOT.with(Cell::get)
 }
 
 /// Publishes `token` for the acquisition the current call is about to return. `env` is the
@@ -121,7 +138,7 @@ fn publish_into_owned_buffer(env: sys::napi_env, token: u64) {
     }
 }
 
-/// `fenceSlot()`: this thread's ArrayBuffer (8 bytes) through which tokens are handed over,
+/// `fenceSlot()`: this thread's ArrayBuffer (the block: the token, then the call slot) through which tokens are handed over,
 /// created at the first call, and again after it was detached.
 ///
 /// # Safety
@@ -158,7 +175,7 @@ pub(crate) unsafe extern "C" fn fence_slot(env: sys::napi_env, _info: sys::napi_
     // SAFETY: `value` was just created in this env; a count of 1 keeps it alive.
     if unsafe { sys::napi_create_reference(env, value, 1, &mut reference) } != sys::Status::napi_ok {
         // The buffer stays unreferenced: its block may still show through it, so it is not
-        // given back (8 bytes lost, on a failure that does not happen in practice).
+        // given back (a block lost, on a failure that does not happen in practice).
         return throw(env, c"cannot keep the fencing token buffer");
     }
     if !HOOKED.with(Cell::get) {
@@ -183,7 +200,7 @@ fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Bl
     let status = if external_buffers_refused_for_testing() {
         sys::Status::napi_no_external_buffers_allowed
     } else {
-        // SAFETY: `block` is SLOT_BYTES of memory that is never freed (leaked, or from SPARE,
+        // SAFETY: `block` is BLOCK_BYTES of memory that is never freed (leaked, or from SPARE,
         // whose blocks are never freed either), so the buffer can never outlive it and no
         // finalizer is needed. JavaScript may write it through the buffer: the words are
         // atomics, so the addon's shared reference to them stays sound.
@@ -191,7 +208,7 @@ fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Bl
             sys::napi_create_external_arraybuffer(
                 env,
                 ptr::from_ref(block).cast_mut().cast(),
-                SLOT_BYTES,
+                BLOCK_BYTES,
                 None,
                 ptr::null_mut(),
                 &mut value,

@@ -160,10 +160,16 @@ pub(crate) fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
             None => return Err(coded("EMFILE", "too many open mutex handles in this thread")),
         };
         let slot = &mut table.slots[index];
-        slot.generation = (slot.generation + 1) & (u32::MAX >> SLOT_BITS);
+        slot.generation = next_generation(slot.generation);
         slot.handle = Some(handle);
         Ok(index as u32 | (slot.generation << SLOT_BITS))
     })
+}
+
+/// The generation after `generation`: 1 to `u32::MAX >> SLOT_BITS`, never 0, so that no handle
+/// number is 0 (the call slot's cleared handle word, `call_slot.rs`).
+fn next_generation(generation: u32) -> u32 {
+    generation % (u32::MAX >> SLOT_BITS) + 1
 }
 
 /// 64 unpredictable bits (std's per-process random hash keys, advanced at every call).
@@ -203,7 +209,7 @@ fn stop_all_watches() {
 
 #[cfg(test)]
 mod tests {
-    use super::{FIRST_ID_LIMIT, ID_END};
+    use super::{next_generation, FIRST_ID_LIMIT, ID_END, SLOT_BITS};
     use crate::token::Token;
 
     #[test]
@@ -212,6 +218,18 @@ mod tests {
         // a handle's first 2^28 tokens stay below it whatever its random start.
         let largest = Token { id: 2 * FIRST_ID_LIMIT - 1, owner_died: true }.encode();
         assert!(largest < f64::from(1u32 << 30));
+    }
+
+    #[test]
+    fn no_generation_is_zero_so_no_handle_number_is() {
+        let last = u32::MAX >> SLOT_BITS;
+        for start in [0, 1, last - 1, last, u32::MAX, 0x1234_5678] {
+            let mut generation = start;
+            for _ in 0..=last + 1 {
+                generation = next_generation(generation);
+                assert!((1..=last).contains(&generation), "{generation} after {start}");
+            }
+        }
     }
 
     #[test]

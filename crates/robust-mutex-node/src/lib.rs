@@ -7,6 +7,7 @@
 // Unit tests build the crate without napi's registration, so the exported functions look unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod call_slot;
 mod env_state;
 mod errors;
 mod fast;

@@ -301,7 +301,12 @@ pub fn watch<'env>(env: &'env Env, handle: u32, cancel: &NativeCancel) -> Result
 /// `poison`). ERELEASED if the token was already released. (`releaseFast` is its raw twin.)
 #[napi(catch_unwind)]
 pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
-    let token = Token::decode(token)?;
+    release_token(handle, Token::decode(token)?, poison)
+}
+
+/// [`release`] of a decoded token.
+#[inline(always)]
+pub(crate) fn release_token(handle: u32, token: Token, poison: bool) -> Result<()> {
     with_handle(handle, |h| h.release(token.id, poison))
 }
 

@@ -15,6 +15,15 @@ impl Token {
         (self.id * 2 + u64::from(self.owner_died)) as f64
     }
 
+    /// A token handed over as its integer (the call slot, `call_slot.rs`): the same range as
+    /// [`decode`](Self::decode) accepts.
+    pub(crate) fn from_raw(raw: u64) -> napi::Result<Token> {
+        if !(2..1 << 53).contains(&raw) {
+            return Err(crate::errors::coded("EINVAL", format!("{raw} is not a lock token")));
+        }
+        Ok(Token { id: raw / 2, owner_died: raw & 1 != 0 })
+    }
+
     pub(crate) fn decode(value: f64) -> napi::Result<Token> {
         // `as u64` saturates and truncates; the round trip rejects fractions, NaN and overflow.
         if !((2.0..9_007_199_254_740_992.0).contains(&value) && (value as u64) as f64 == value) {
@@ -38,5 +47,11 @@ mod tests {
         assert!(Token::decode(0.0).is_err());
         assert!(Token::decode(5.5).is_err());
         assert!(Token::decode(f64::NAN).is_err());
+        for raw in [2, 7, (1 << 53) - 1] {
+            assert_eq!(Token::from_raw(raw).unwrap(), Token::decode(raw as f64).unwrap());
+        }
+        for raw in [0, 1, 1 << 53, u64::MAX] {
+            assert!(Token::from_raw(raw).is_err(), "{raw}");
+        }
     }
 }
