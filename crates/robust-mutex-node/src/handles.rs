@@ -148,7 +148,8 @@ pub(crate) fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
         TABLE.with(|table| table.borrow_mut().teardown_hook = true);
     }
     // A random start below FIRST_ID_LIMIT: the first id is the one after it.
-    let handle = Handle { mutex, watcher: Watcher::default(), held: Vec::new(), last_id: random() % FIRST_ID_LIMIT };
+    let last_id = last_id_for_testing().unwrap_or_else(|| random() % FIRST_ID_LIMIT);
+    let handle = Handle { mutex, watcher: Watcher::default(), held: Vec::new(), last_id };
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
         let index = match table.slots.iter().position(|s| s.handle.is_none()) {
@@ -163,6 +164,17 @@ pub(crate) fn register(env: &Env, mutex: SharedMutex) -> Result<u32> {
         slot.generation = next_generation(slot.generation);
         slot.handle = Some(handle);
         Ok(index as u32 | (slot.generation << SLOT_BITS))
+    })
+}
+
+/// `ROBUST_MUTEX_TEST_LAST_TOKEN_ID=n`: every handle's ids count from n + 1 instead of a random
+/// start, so that tests reach the tokens of long-lived handles (2^31 and beyond, two words in the
+/// call slot) without billions of acquisitions. Read once per process.
+fn last_id_for_testing() -> Option<u64> {
+    static LAST_ID: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LAST_ID.get_or_init(|| {
+        let value = std::env::var("ROBUST_MUTEX_TEST_LAST_TOKEN_ID").ok()?;
+        value.parse::<u64>().ok().filter(|&id| id < ID_END)
     })
 }
 
