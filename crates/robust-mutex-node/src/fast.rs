@@ -8,6 +8,9 @@
 //! poisons: a poisoning release is rare and goes through the generated `release(handle, token,
 //! true)`, so the common one reads no third argument (a boolean conversion, ~3% of the pair).
 //! `tryLockAfterWaitFast(handle)`, the trylock after a watch, shares `tryLockFast`'s body.
+//! Where the thread has a call slot (`call_slot.rs`, everywhere but where external buffers are
+//! refused), `index.ts` uses its twins `tryLockSlot`/`releaseSlot` instead, which take no
+//! Node-API arguments at all.
 
 use std::ffi::{c_char, CString};
 use std::ptr;
