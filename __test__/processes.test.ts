@@ -151,6 +151,7 @@ test.serial('a guard collected unreleased warns and stays held; its process endi
   const child = spawn(process.execPath, ['--expose-gc', path.join(__dirname, 'fixtures', 'gc-guard.cjs'), lockPath], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
+  t.teardown(() => child.kill('SIGKILL')) // it idles for good: never leave it behind a failure
   let output = ''
   child.stdout.setEncoding('utf8')
   const saw = (word: string) =>
