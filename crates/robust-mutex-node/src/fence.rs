@@ -62,7 +62,10 @@ const _: () = assert!(BLOCK_BYTES == BLOCK_WORDS * 4 && BLOCK_BYTES >= SLOT_BYTE
 /// Blocks of environments that ended, for the next thread to use (so that creating and ending
 /// workers does not leak a block each). Blocks are never freed: a buffer over one may outlive
 /// its environment (transferred to another thread beforehand), and then keeps viewing valid
-/// memory, which shows the tokens of the thread that reuses it (tokens are no secret).
+/// memory, which shows the tokens of the thread that reuses it (tokens are no secret). Such a
+/// buffer could also write the reusing thread's call-slot words (`call_slot.rs`) between its
+/// writes and its call; that takes code holding the raw binding on a runtime that moves an
+/// external buffer's memory on transfer (Node 20 copies it: see `fence-slot.test.ts`).
 static SPARE: Mutex<Vec<&'static Block>> = Mutex::new(Vec::new());
 
 fn take_block() -> &'static Block {
