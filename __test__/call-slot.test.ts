@@ -187,3 +187,26 @@ test('each worker thread has a slot of its own: four threads at once, one holder
   t.false(mutex.state().locked, 'nothing left held')
   mutex.close()
 })
+
+test('where external buffers are refused (Electron) there is no slot: index.js passes arguments, the slot calls refuse', (t) => {
+  const script = `
+    const { SharedMutex } = require(${JSON.stringify(path.join(root, 'index.js'))})
+    const binding = require(${JSON.stringify(path.join(root, 'binding.js'))})
+    const words = new Int32Array(binding.fenceSlot()).length
+    const mutex = SharedMutex.anonymous()
+    const guard = mutex.tryLock()
+    const fence = String(guard.fencingToken)
+    guard.release()
+    mutex.lockSync().release()
+    let refused = 'no'
+    try { binding.tryLockSlot() } catch (err) { refused = err.message.split(':')[0] }
+    console.log(JSON.stringify({ words, fence: fence === String(mutex.state().fencingToken - 1n), refused, locked: mutex.state().locked }))
+  `
+  const run = spawnSync(process.execPath, ['-e', script], {
+    env: { ...process.env, ROBUST_MUTEX_TEST_REFUSE_EXTERNAL_BUFFERS: '1' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  t.is(run.status, 0, run.stderr)
+  t.deepEqual(JSON.parse(run.stdout), { words: 2, fence: true, refused: 'EINVAL', locked: false })
+})
