@@ -2,8 +2,9 @@
 // (crates/robust-mutex-node/src/fence.rs): it survives being detached by code that reached the
 // raw binding, on Node's path (the memory is the addon's, behind an external ArrayBuffer) and
 // on Electron's (external buffers refused: an ordinary buffer, written only while attached,
-// run here on Node through ROBUST_MUTEX_TEST_REFUSE_EXTERNAL_BUFFERS); and the slots of worker
-// threads that ended are reused by later ones without mixing up their tokens.
+// run here on Node through ROBUST_MUTEX_TEST_REFUSE_EXTERNAL_BUFFERS); and worker threads that
+// come and go each report their own tokens (slot-reuse.test.ts: an ended worker's block is
+// never given to a later thread).
 import { spawnSync } from 'node:child_process'
 import * as path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -11,7 +12,7 @@ import { Worker } from 'node:worker_threads'
 import test from 'ava'
 
 import { SharedMutex } from '../index'
-import { tempDir, within } from './helpers'
+import { MOVE_OUT_SOURCE, tempDir, within } from './helpers'
 
 const root = path.join(__dirname, '..')
 
@@ -27,7 +28,7 @@ interface Seen {
 }
 
 function detachInChild(lockPath: string, refuseExternal: boolean): Seen {
-  const script = `
+  const script = `${MOVE_OUT_SOURCE}
     const { SharedMutex } = require(${JSON.stringify(path.join(root, 'index.js'))})
     const binding = require(${JSON.stringify(path.join(root, 'binding.js'))})
     const mutex = SharedMutex.open(${JSON.stringify(lockPath)})
@@ -40,7 +41,7 @@ function detachInChild(lockPath: string, refuseExternal: boolean): Seen {
       take(mutex.tryLock())
       take(mutex.lockSync())
       const slot = binding.fenceSlot()
-      const moved = structuredClone(slot, { transfer: [slot] })
+      const moved = moveOut(slot)
       const detached = slot.byteLength === 0
       // Through the raw binding, which does not take a fresh slot first.
       const handle = binding.open(${JSON.stringify(lockPath)})
@@ -93,7 +94,7 @@ test('Electron path (external buffers refused): a detached slot is never written
   t.is(seen.moved, seen.pairs[1][0])
 })
 
-test('worker threads that end give their slot to later ones, whose guards report their own tokens', async (t) => {
+test('worker threads that come and go, one after another, each report their own tokens', async (t) => {
   const lockPath = path.join(tempDir(), 'workers.lock')
   const mutex = SharedMutex.open(lockPath)
   const code = `

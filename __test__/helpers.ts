@@ -13,6 +13,23 @@ export function tempDir(): string {
   return dir
 }
 
+/**
+ * Source text defining `moveOut(buffer)` for child scripts: detaches an ArrayBuffer and returns
+ * the buffer that took its memory. Node 20 transfers with `structuredClone` (an external buffer
+ * is copied there, not moved); Node 22 refuses an external buffer in a transfer list and moves
+ * it with `buffer.transfer()` (Node 20 has that behind `--harmony-rab-gsab-transfer`).
+ */
+export const MOVE_OUT_SOURCE = `
+  const moveOut = (buffer) => {
+    try {
+      return structuredClone(buffer, { transfer: [buffer] })
+    } catch (err) {
+      if (typeof buffer.transfer !== 'function') throw err
+      return buffer.transfer()
+    }
+  }
+`
+
 export interface Child {
   proc: ChildProcess
   /** Resolves with the next line the child prints. */

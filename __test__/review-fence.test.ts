@@ -14,18 +14,18 @@ import * as path from 'node:path'
 import test from 'ava'
 
 import { SharedMutex } from '../index'
-import { tempDir } from './helpers'
+import { MOVE_OUT_SOURCE, tempDir } from './helpers'
 
 const root = path.join(__dirname, '..')
 
 test('transferring the binding\'s fencing slot neither breaks fencingToken nor leaves the addon writing into memory it no longer owns', (t) => {
   const lockPath = path.join(tempDir(), 'detached.lock')
-  const script = `
+  const script = `${MOVE_OUT_SOURCE}
     const { SharedMutex } = require(${JSON.stringify(path.join(root, 'index.js'))})
     const binding = require(${JSON.stringify(path.join(root, 'binding.js'))})
     const slot = binding.fenceSlot()
     // Detach it: its memory now belongs to 'moved', which this code owns and may let go.
-    const moved = structuredClone(slot, { transfer: [slot] })
+    const moved = moveOut(slot)
     const mutex = SharedMutex.open(${JSON.stringify(lockPath)})
     const guard = mutex.lockSync()
     let token

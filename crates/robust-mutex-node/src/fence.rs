@@ -14,7 +14,7 @@
 //! `fenceSlot()` is reachable by anyone through the raw binding. Had the addon kept writing
 //! through a pointer into a JS-owned buffer, a detach would have handed that memory to another
 //! buffer, freed once that one was collected, and every later acquisition would have written
-//! into freed memory. So each thread gets an 8-byte [`Block`] that is never freed, exposed with
+//! into freed memory. So each thread gets a [`Block`] (24 bytes) that is never freed, exposed with
 //! `napi_create_external_arraybuffer` and no finalizer: a detach only moves a view of it. (Node 20
 //! does not even detach such a buffer: a transfer copies it.)
 //!
@@ -38,7 +38,6 @@ use std::cell::Cell;
 use std::ffi::{c_void, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 
 use napi::sys;
 
@@ -59,22 +58,15 @@ pub(crate) struct Block(pub(crate) [AtomicU32; BLOCK_WORDS]);
 const BLOCK_BYTES: usize = std::mem::size_of::<Block>();
 const _: () = assert!(BLOCK_BYTES == BLOCK_WORDS * 4 && BLOCK_BYTES >= SLOT_BYTES);
 
-/// Blocks of environments that ended, for the next thread to use (so that creating and ending
-/// workers does not leak a block each). Blocks are never freed: a buffer over one may outlive
-/// its environment (transferred to another thread beforehand), and then keeps viewing valid
-/// memory, which shows the tokens of the thread that reuses it (tokens are no secret). Such a
-/// buffer could also write the reusing thread's call-slot words (`call_slot.rs`) between its
-/// writes and its call; that takes code holding the raw binding on a runtime that moves an
-/// external buffer's memory on transfer (Node 20 copies it: see `fence-slot.test.ts`).
-static SPARE: Mutex<Vec<&'static Block>> = Mutex::new(Vec::new());
-
-fn take_block() -> &'static Block {
-    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    spare.unwrap_or_else(|| Box::leak(Box::new(Block(std::array::from_fn(|_| AtomicU32::new(0))))))
-}
-
-fn give_back(block: &'static Block) {
-    SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(block);
+/// A new block, zeroed. Once a buffer over it has been handed to JavaScript it is never freed
+/// nor given to another thread, not even after its environment ended: that buffer may have been
+/// moved out beforehand (`transfer()` moves an external buffer's memory on Node 22) to a thread
+/// that outlives the environment, and would then see, and could write, the words of any thread
+/// given the block (its call-slot handle word between that thread's write and its call, making
+/// its tryLock or release act on another of its handles). So every JS thread that ever took a
+/// fence buffer costs `BLOCK_BYTES` for the life of the process (a worker costs megabytes).
+fn new_block() -> Box<Block> {
+    Box::new(Block(std::array::from_fn(|_| AtomicU32::new(0))))
 }
 
 thread_local! {
@@ -163,8 +155,8 @@ pub(crate) unsafe extern "C" fn fence_slot(env: sys::napi_env, _info: sys::napi_
             return value;
         }
         // Detached by code that reached the raw binding. The block under it now shows through
-        // the buffer that took it: never written again, nor reused (it stays allocated, 8
-        // bytes per detach). Make a new one.
+        // the buffer that took it: never written again, nor reused (it stays allocated,
+        // BLOCK_BYTES per detach). Make a new one.
         SLOT.with(|slot| slot.set(None));
         REFERENCE.with(|r| r.set(ptr::null_mut()));
         // SAFETY: `existing` is this environment's and is not used again.
@@ -198,19 +190,19 @@ pub(crate) unsafe extern "C" fn fence_slot(env: sys::napi_env, _info: sys::napi_
 /// A new buffer: over a block of the addon's (its block returned too), or, where external
 /// buffers are refused, an ordinary one (no block).
 fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Block>), &'static CStr> {
-    let block = take_block();
+    let block = new_block();
     let mut value = ptr::null_mut();
     let status = if external_buffers_refused_for_testing() {
         sys::Status::napi_no_external_buffers_allowed
     } else {
-        // SAFETY: `block` is BLOCK_BYTES of memory that is never freed (leaked, or from SPARE,
-        // whose blocks are never freed either), so the buffer can never outlive it and no
-        // finalizer is needed. JavaScript may write it through the buffer: the words are
-        // atomics, so the addon's shared reference to them stays sound.
+        // SAFETY: `block` is BLOCK_BYTES of memory that is leaked below once the buffer exists
+        // (never freed), so the buffer can never outlive it and no finalizer is needed; if no
+        // buffer was made, nothing views it and it is dropped. JavaScript may write it through
+        // the buffer: the words are atomics, so the addon's shared reference to them stays sound.
         unsafe {
             sys::napi_create_external_arraybuffer(
                 env,
-                ptr::from_ref(block).cast_mut().cast(),
+                ptr::from_ref(&*block).cast_mut().cast(),
                 BLOCK_BYTES,
                 None,
                 ptr::null_mut(),
@@ -219,9 +211,9 @@ fn new_buffer(env: sys::napi_env) -> Result<(sys::napi_value, Option<&'static Bl
         }
     };
     if status == sys::Status::napi_ok && !value.is_null() {
-        return Ok((value, Some(block)));
+        return Ok((value, Some(Box::leak(block))));
     }
-    give_back(block); // no buffer views it
+    drop(block); // no buffer views it
     if status != sys::Status::napi_no_external_buffers_allowed {
         return Err(c"cannot create the fencing token buffer");
     }
@@ -239,15 +231,12 @@ fn external_buffers_refused_for_testing() -> bool {
     std::env::var_os("ROBUST_MUTEX_TEST_REFUSE_EXTERNAL_BUFFERS").is_some_and(|v| v == "1")
 }
 
-/// The environment is going away: stop writing for it, and let another thread use the block.
-/// (Its reference goes with it.)
+/// The environment is going away: stop writing for it. (Its reference goes with it; its block
+/// stays allocated and unused, see `new_block`.)
 unsafe extern "C" fn forget(_data: *mut c_void) {
-    let block = SLOT.try_with(|slot| slot.take()).ok().flatten();
+    let _ = SLOT.try_with(|slot| slot.set(None));
     let _ = REFERENCE.try_with(|r| r.set(ptr::null_mut()));
     let _ = HOOKED.try_with(|h| h.set(false));
-    if let Some(block) = block {
-        give_back(block);
-    }
 }
 
 fn throw(env: sys::napi_env, message: &CStr) -> sys::napi_value {
