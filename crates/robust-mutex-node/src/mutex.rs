@@ -253,18 +253,28 @@ pub fn fd_of(handle: u32) -> Result<i32> {
 /// elsewhere; throws EDEADLK when this thread holds it. (`tryLockFast` is its raw twin.)
 #[napi(catch_unwind)]
 pub fn try_lock(env: Env, handle: u32) -> Result<f64> {
-    with_handle(handle, |h| match h.mutex.try_acquire_raw().map_err(to_napi)? {
-        Some(held) => Ok(h.hold(env.raw(), held)),
-        None => Ok(0.0),
+    with_handle(handle, |h| {
+        h.ids_left()?;
+        match h.mutex.try_acquire_raw().map_err(to_napi)? {
+            Some(held) => Ok(h.hold(env.raw(), held)),
+            None => Ok(0.0),
+        }
     })
 }
 
 /// `tryLock` after a watch: counts as contended and keeps other sleepers wakeable.
 #[napi(catch_unwind)]
 pub fn try_lock_after_wait(env: Env, handle: u32) -> Result<f64> {
-    with_handle(handle, |h| match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
-        Some(held) => Ok(h.hold(env.raw(), held)),
-        None => Ok(0.0),
+    with_handle(handle, |h| {
+        if let Err(refused) = h.ids_left() {
+            // The unlock that ended the watch was meant for someone who can still take the lock.
+            h.mutex.pass_wake();
+            return Err(refused);
+        }
+        match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
+            Some(held) => Ok(h.hold(env.raw(), held)),
+            None => Ok(0.0),
+        }
     })
 }
 
@@ -276,6 +286,7 @@ pub fn lock_sync(env: Env, handle: u32, timeout_ms: Option<f64>) -> Result<f64> 
     let deadline = deadline_after(timeout_ms)?;
     let never = CancelToken::new();
     with_handle(handle, |h| {
+        h.ids_left()?;
         let held = in_slices(&env, deadline, slice_ran_out, |until| h.mutex.acquire_raw_until(Some(until), &never))?;
         if stopping(&env) {
             // SAFETY: acquired just above by this thread from this handle's mutex.

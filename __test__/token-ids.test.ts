@@ -1,0 +1,68 @@
+// Token ids never repeat in a handle's life (handles.rs): a token kept after its release must
+// never release a later acquisition. Ids stop at 2^51 (tokens must stay exact doubles), so a
+// handle that has used them all refuses every acquisition with EOVERFLOW, before taking the
+// lock, rather than issuing an id again. ROBUST_MUTEX_TEST_LAST_TOKEN_ID starts every handle's
+// ids just below the end, so the end is reached in two acquisitions.
+import { spawnSync } from 'node:child_process'
+import * as path from 'node:path'
+
+import test from 'ava'
+
+import { tempDir } from './helpers'
+
+const root = path.join(__dirname, '..')
+
+test('a handle whose token ids ran out refuses to acquire, with EOVERFLOW, and leaves the lock free', (t) => {
+  const lockPath = path.join(tempDir(), 'ids.lock')
+  const script = `
+    const { SharedMutex } = require(${JSON.stringify(path.join(root, 'index.js'))})
+    const binding = require(${JSON.stringify(path.join(root, 'binding.js'))})
+    const outcome = (f) => { try { f(); return 'ok' } catch (err) { return err.code } }
+    ;(async () => {
+      const mutex = SharedMutex.open(${JSON.stringify(lockPath)})
+      // The last two ids: distinct tokens, each releasing its own hold.
+      const first = mutex.tryLock()
+      const firstToken = first.fencingToken
+      first.release()
+      const second = mutex.lockSync()
+      second.release()
+      const acquisitions = mutex.state().acquisitions + 2 // and the raw handle's two
+      const refused = {
+        tryLock: outcome(() => mutex.tryLock()),
+        lockSync: outcome(() => mutex.lockSync()),
+      }
+      // The raw binding's tryLock, on a handle of its own that used its two ids.
+      const raw = binding.open(${JSON.stringify(lockPath)})
+      for (let i = 0; i < 2; i++) binding.releaseFast(raw, binding.tryLockFast(raw))
+      refused.raw = outcome(() => binding.tryLockFast(raw))
+      binding.close(raw)
+      try { await mutex.lock(); refused.lock = 'ok' } catch (err) { refused.lock = err.code }
+      // Contended: another handle holds. The lock() is refused at once, not after a wait.
+      const other = SharedMutex.open(${JSON.stringify(lockPath)})
+      const held = other.tryLock()
+      refused.contended = await mutex.lock().then(() => 'ok', (err) => err.code)
+      held.release()
+      const state = mutex.state()
+      // Nothing was taken by the refusals, and another handle still can.
+      const after = other.tryLock()
+      const free = after !== null
+      if (after) after.release()
+      other.close()
+      mutex.close()
+      console.log(JSON.stringify({ refused, locked: state.locked, taken: state.acquisitions - acquisitions, free, distinct: String(firstToken) !== String(second.fencingToken) }))
+    })().catch((err) => { console.error(err); process.exitCode = 1 })
+  `
+  const run = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, ROBUST_MUTEX_TEST_LAST_TOKEN_ID: String(2 ** 51 - 2) },
+  })
+  t.is(run.status, 0, `${run.stdout}\n${run.stderr}`)
+  const seen = JSON.parse(run.stdout) as Record<string, unknown>
+  t.deepEqual(seen.refused, { tryLock: 'EOVERFLOW', lockSync: 'EOVERFLOW', raw: 'EOVERFLOW', lock: 'EOVERFLOW', contended: 'EOVERFLOW' })
+  t.false(seen.locked, 'the refusals left the lock free')
+  // The other handle's one acquisition (its held tryLock) only.
+  t.is(seen.taken, 1)
+  t.true(seen.free)
+  t.true(seen.distinct)
+})
