@@ -95,8 +95,17 @@ test('lock() calls queued when the last id is taken are refused with EOVERFLOW; 
       try { binding.releaseFast(raw, a); stale = 'released' } catch (err) { stale = err.code }
       const stillHeld = binding.state(raw).locked
       binding.releaseFast(raw, b)
+      // Every raw acquisition refuses now, the blocking one too (index.js never reaches it so).
+      // (The generated functions throw code GenericFailure with the code leading the message.)
+      const code = (f) => { try { const t = f(); binding.releaseFast(raw, t); return 'ok' } catch (err) { return /^([A-Z]+):/.exec(err.message)?.[1] ?? err.code } }
+      const rawRefused = [
+        code(() => binding.lockSync(raw, 1000)),
+        code(() => binding.tryLockAfterWaitFast(raw)),
+        code(() => binding.tryLockAfterWait(raw)),
+        code(() => binding.tryLock(raw)),
+      ]
       binding.close(raw)
-      console.log(JSON.stringify({ queued, withLock, locked: state.locked, tokens: [a, b], stale, stillHeld }))
+      console.log(JSON.stringify({ queued, withLock, locked: state.locked, tokens: [a, b], stale, stillHeld, rawRefused }))
     })().catch((err) => { console.error(err); process.exitCode = 1 })
   `
   const run = spawnSync(process.execPath, ['-e', script], {
@@ -112,4 +121,5 @@ test('lock() calls queued when the last id is taken are refused with EOVERFLOW; 
   t.deepEqual(seen.tokens, [2 ** 52 - 2, 2 ** 52])
   t.is(seen.stale, 'ERELEASED')
   t.true(seen.stillHeld)
+  t.deepEqual(seen.rawRefused, ['EOVERFLOW', 'EOVERFLOW', 'EOVERFLOW', 'EOVERFLOW'])
 })
