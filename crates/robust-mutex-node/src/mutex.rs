@@ -266,11 +266,8 @@ pub fn try_lock(env: Env, handle: u32) -> Result<f64> {
 #[napi(catch_unwind)]
 pub fn try_lock_after_wait(env: Env, handle: u32) -> Result<f64> {
     with_handle(handle, |h| {
-        if let Err(refused) = h.ids_left() {
-            // The unlock that ended the watch was meant for someone who can still take the lock.
-            h.mutex.pass_wake();
-            return Err(refused);
-        }
+        // A refusal strands no other sleeper: the watch passed its wake on (wait_released_then).
+        h.ids_left()?;
         match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
             Some(held) => Ok(h.hold(env.raw(), held)),
             None => Ok(0.0),
