@@ -29,9 +29,9 @@
 use std::ptr;
 use std::sync::atomic::Ordering;
 
-use napi::bindgen_prelude::*;
 use napi::sys;
 
+use crate::errors::Fallible;
 use crate::fast::{guarded, throw};
 use crate::fence::{block, Block};
 use crate::token::Token;
@@ -58,10 +58,10 @@ fn no_slot() -> napi::Error {
 /// # Safety
 /// Called by Node as a function callback: `env` is live.
 pub(crate) unsafe extern "C" fn try_lock_slot(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
-    let result = guarded(|| {
+    let result: Fallible<()> = guarded(|| {
         let block = block().ok_or_else(no_slot)?;
         let handle = take_handle(block);
-        let token = crate::mutex::try_lock(Env::from_raw(env), handle)?;
+        let token = crate::mutex::try_lock_token(env, handle)?;
         // Exact: tokens are integers below 2^53.
         let raw = token as u64;
         block.0[TOKEN_LO].store(raw as u32, Ordering::Relaxed);
@@ -71,7 +71,7 @@ pub(crate) unsafe extern "C" fn try_lock_slot(env: sys::napi_env, _info: sys::na
     match result {
         Ok(()) => ptr::null_mut(), // undefined
         // SAFETY: env is live.
-        Err(err) => unsafe { throw(env, err) },
+        Err(err) => unsafe { throw(env, *err) },
     }
 }
 
@@ -80,7 +80,7 @@ pub(crate) unsafe extern "C" fn try_lock_slot(env: sys::napi_env, _info: sys::na
 /// # Safety
 /// Called by Node as a function callback: `env` is live.
 pub(crate) unsafe extern "C" fn release_slot(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
-    let result = guarded(|| {
+    let result: Fallible<()> = guarded(|| {
         let block = block().ok_or_else(no_slot)?;
         let handle = take_handle(block);
         let raw = u64::from(block.0[TOKEN_HI].load(Ordering::Relaxed)) << 32
@@ -90,6 +90,6 @@ pub(crate) unsafe extern "C" fn release_slot(env: sys::napi_env, _info: sys::nap
     match result {
         Ok(()) => ptr::null_mut(), // undefined
         // SAFETY: env is live.
-        Err(err) => unsafe { throw(env, err) },
+        Err(err) => unsafe { throw(env, *err) },
     }
 }

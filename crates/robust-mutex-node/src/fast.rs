@@ -19,6 +19,8 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+use crate::errors::Fallible;
+
 /// Reads up to N arguments of the current call.
 ///
 /// # Safety
@@ -61,9 +63,11 @@ pub(crate) unsafe fn throw(env: sys::napi_env, err: napi::Error) -> sys::napi_va
 
 /// No panic may unwind into Node (that aborts the process): it becomes an exception.
 #[inline(always)]
-pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T, E: From<napi::Error>>(
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|payload| Err(napi::bindgen_prelude::panic_to_error(payload)))
+        .unwrap_or_else(|payload| Err(napi::bindgen_prelude::panic_to_error(payload).into()))
 }
 
 pub(crate) fn handle_arg(value: Option<f64>) -> Result<u32> {
@@ -81,13 +85,13 @@ pub(crate) fn handle_arg(value: Option<f64>) -> Result<u32> {
 unsafe fn try_lock_with(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-    try_lock: fn(Env, u32) -> Result<f64>,
+    try_lock: fn(sys::napi_env, u32) -> Fallible<f64>,
 ) -> sys::napi_value {
     // SAFETY: env/info come from Node for this callback (caller's contract).
     let [handle] = unsafe { args::<1>(env, info) };
     // SAFETY: as above.
     let handle = unsafe { number(env, handle) };
-    let result = guarded(|| handle_arg(handle).and_then(|h| try_lock(Env::from_raw(env), h)));
+    let result = guarded(|| try_lock(env, handle_arg(handle)?));
     match result {
         Ok(token) => {
             let mut out = ptr::null_mut();
@@ -96,13 +100,13 @@ unsafe fn try_lock_with(
             out
         }
         // SAFETY: env is live.
-        Err(err) => unsafe { throw(env, err) },
+        Err(err) => unsafe { throw(env, *err) },
     }
 }
 
 unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: env/info come from Node for this callback.
-    unsafe { try_lock_with(env, info, crate::mutex::try_lock) }
+    unsafe { try_lock_with(env, info, crate::mutex::try_lock_token) }
 }
 
 /// `tryLockAfterWaitFast(handle)`: the trylock a contended `lock()` makes on its JS thread after
@@ -110,7 +114,7 @@ unsafe extern "C" fn try_lock_fast(env: sys::napi_env, info: sys::napi_callback_
 /// napi-rs's per-call bookkeeping; same semantics and errors.
 unsafe extern "C" fn try_lock_after_wait_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: env/info come from Node for this callback.
-    unsafe { try_lock_with(env, info, crate::mutex::try_lock_after_wait) }
+    unsafe { try_lock_with(env, info, crate::mutex::try_lock_after_wait_token) }
 }
 
 unsafe extern "C" fn release_fast(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
@@ -120,11 +124,12 @@ unsafe extern "C" fn release_fast(env: sys::napi_env, info: sys::napi_callback_i
     let token = unsafe { number(env, token) }.unwrap_or(0.0);
     // SAFETY: as above.
     let handle = unsafe { number(env, handle) };
-    let result = guarded(|| handle_arg(handle).and_then(|h| crate::mutex::release(h, token, false)));
+    let result: Fallible<()> =
+        guarded(|| crate::mutex::release_token(handle_arg(handle)?, crate::token::Token::decode(token)?, false));
     match result {
         Ok(()) => ptr::null_mut(), // undefined
         // SAFETY: env is live.
-        Err(err) => unsafe { throw(env, err) },
+        Err(err) => unsafe { throw(env, *err) },
     }
 }
 

@@ -25,7 +25,7 @@ use std::hash::{BuildHasher, Hasher};
 use napi::bindgen_prelude::*;
 use robust_mutex::{RawAcquisition, SharedMutex};
 
-use crate::errors::{closed, coded, to_napi};
+use crate::errors::{closed, coded, to_napi, Fallible};
 use crate::token::Token;
 use crate::watcher::Watcher;
 
@@ -85,9 +85,9 @@ impl Handle {
     /// unlock that fails (only a thread that does not hold the lock can get that) is not retried,
     /// and `index.ts` marks the guard released whatever this returns.
     #[inline]
-    pub(crate) fn release(&mut self, id: u64, poison: bool) -> Result<()> {
+    pub(crate) fn release(&mut self, id: u64, poison: bool) -> Fallible<()> {
         let Some(index) = self.held.iter().position(|h| h.id == id) else {
-            return Err(coded("ERELEASED", "the lock guard was already released"));
+            return Err(coded("ERELEASED", "the lock guard was already released").into());
         };
         // Released where it lies, then removed: moving it out first cost a store-forwarding
         // stall (the value written to the stack in two halves, read back as one).
@@ -101,7 +101,7 @@ impl Handle {
         // core's release returns errors; it has no panic path once it has unlocked).
         let result = unsafe { self.mutex.release_raw_in_place(acquisition) };
         self.held.swap_remove(index);
-        result.map_err(to_napi)
+        result.map_err(|err| to_napi(err).into())
     }
 
     pub(crate) fn dead_owner(&self, id: u64) -> Option<robust_mutex::OwnerInfo> {
@@ -136,15 +136,19 @@ fn split(handle: u32) -> (usize, u32) {
     ((handle & SLOT_MASK) as usize, handle >> SLOT_BITS)
 }
 
-/// Runs `f` on an open handle of this thread.
+/// Runs `f` on an open handle of this thread. (`E` is `napi::Error`, or its box on the hot path:
+/// see `Fallible`.)
 #[inline]
-pub(crate) fn with_handle<T>(handle: u32, f: impl FnOnce(&mut Handle) -> Result<T>) -> Result<T> {
+pub(crate) fn with_handle<T, E: From<napi::Error>>(
+    handle: u32,
+    f: impl FnOnce(&mut Handle) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let (index, generation) = split(handle);
     TABLE.with(|table| {
         let mut table = table.borrow_mut();
         match table.slots.get_mut(index) {
             Some(Slot { generation: g, handle: Some(h) }) if *g == generation => f(h),
-            _ => Err(closed()),
+            _ => Err(closed().into()),
         }
     })
 }

@@ -14,7 +14,7 @@ use napi_derive::napi;
 use robust_mutex::{CancelToken, OpenOptions, SharedMutex};
 
 use crate::env_state::stopping;
-use crate::errors::{coded, to_napi};
+use crate::errors::{coded, to_napi, Fallible};
 use crate::handles::{self, register, with_handle};
 use crate::os;
 use crate::token::Token;
@@ -253,10 +253,16 @@ pub fn fd_of(handle: u32) -> Result<i32> {
 /// elsewhere; throws EDEADLK when this thread holds it. (`tryLockFast` is its raw twin.)
 #[napi(catch_unwind)]
 pub fn try_lock(env: Env, handle: u32) -> Result<f64> {
+    try_lock_token(env.raw(), handle).map_err(|err| *err)
+}
+
+/// [`try_lock`] for the raw callbacks, its error boxed (see `Fallible`).
+#[inline(always)]
+pub(crate) fn try_lock_token(env: napi::sys::napi_env, handle: u32) -> Fallible<f64> {
     with_handle(handle, |h| {
         h.ids_left()?;
         match h.mutex.try_acquire_raw().map_err(to_napi)? {
-            Some(held) => Ok(h.hold(env.raw(), held)),
+            Some(held) => Ok(h.hold(env, held)),
             None => Ok(0.0),
         }
     })
@@ -265,11 +271,17 @@ pub fn try_lock(env: Env, handle: u32) -> Result<f64> {
 /// `tryLock` after a watch: counts as contended and keeps other sleepers wakeable.
 #[napi(catch_unwind)]
 pub fn try_lock_after_wait(env: Env, handle: u32) -> Result<f64> {
+    try_lock_after_wait_token(env.raw(), handle).map_err(|err| *err)
+}
+
+/// [`try_lock_after_wait`] for the raw callbacks, its error boxed (see `Fallible`).
+#[inline(always)]
+pub(crate) fn try_lock_after_wait_token(env: napi::sys::napi_env, handle: u32) -> Fallible<f64> {
     with_handle(handle, |h| {
         // A refusal strands no other sleeper: the watch passed its wake on (wait_released_then).
         h.ids_left()?;
         match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
-            Some(held) => Ok(h.hold(env.raw(), held)),
+            Some(held) => Ok(h.hold(env, held)),
             None => Ok(0.0),
         }
     })
@@ -309,12 +321,12 @@ pub fn watch<'env>(env: &'env Env, handle: u32, cancel: &NativeCancel) -> Result
 /// `poison`). ERELEASED if the token was already released. (`releaseFast` is its raw twin.)
 #[napi(catch_unwind)]
 pub fn release(handle: u32, token: f64, poison: bool) -> Result<()> {
-    release_token(handle, Token::decode(token)?, poison)
+    release_token(handle, Token::decode(token)?, poison).map_err(|err| *err)
 }
 
-/// [`release`] of a decoded token.
+/// [`release`] of a decoded token, its error boxed (see `Fallible`).
 #[inline(always)]
-pub(crate) fn release_token(handle: u32, token: Token, poison: bool) -> Result<()> {
+pub(crate) fn release_token(handle: u32, token: Token, poison: bool) -> Fallible<()> {
     with_handle(handle, |h| h.release(token.id, poison))
 }
 
