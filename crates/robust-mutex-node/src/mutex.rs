@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use robust_mutex::{CancelToken, OpenOptions, SharedMutex};
+use robust_mutex::{CancelToken, OpenOptions, RawAcquisition, SharedMutex};
 
 use crate::env_state::stopping;
 use crate::errors::{coded, to_napi, Fallible};
@@ -259,13 +259,7 @@ pub fn try_lock(env: Env, handle: u32) -> Result<f64> {
 /// [`try_lock`] for the raw callbacks, its error boxed (see `Fallible`).
 #[inline(always)]
 pub(crate) fn try_lock_token(env: napi::sys::napi_env, handle: u32) -> Fallible<f64> {
-    with_handle(handle, |h| {
-        h.ids_left()?;
-        match h.mutex.try_acquire_raw().map_err(to_napi)? {
-            Some(held) => Ok(h.hold(env, held)),
-            None => Ok(0.0),
-        }
-    })
+    acquire_token(env, handle, SharedMutex::try_acquire_raw)
 }
 
 /// `tryLock` after a watch: counts as contended and keeps other sleepers wakeable.
@@ -274,13 +268,25 @@ pub fn try_lock_after_wait(env: Env, handle: u32) -> Result<f64> {
     try_lock_after_wait_token(env.raw(), handle).map_err(|err| *err)
 }
 
-/// [`try_lock_after_wait`] for the raw callbacks, its error boxed (see `Fallible`).
+/// [`try_lock_after_wait`] for the raw callbacks, its error boxed (see `Fallible`). A refusal
+/// strands no other sleeper: the watch passed its wake on (`wait_released_then`).
 #[inline(always)]
 pub(crate) fn try_lock_after_wait_token(env: napi::sys::napi_env, handle: u32) -> Fallible<f64> {
+    acquire_token(env, handle, SharedMutex::try_acquire_raw_after_wait)
+}
+
+/// One non-blocking `attempt` on `handle`, once its ids allow: a lock token, 0 when held
+/// elsewhere.
+#[inline(always)]
+fn acquire_token(
+    env: napi::sys::napi_env,
+    handle: u32,
+    // A generic, not a fn pointer: each caller gets its own copy with the attempt inlined.
+    attempt: impl FnOnce(&SharedMutex) -> std::result::Result<Option<RawAcquisition>, robust_mutex::Error>,
+) -> Fallible<f64> {
     with_handle(handle, |h| {
-        // A refusal strands no other sleeper: the watch passed its wake on (wait_released_then).
         h.ids_left()?;
-        match h.mutex.try_acquire_raw_after_wait().map_err(to_napi)? {
+        match attempt(&h.mutex).map_err(to_napi)? {
             Some(held) => Ok(h.hold(env, held)),
             None => Ok(0.0),
         }
