@@ -11,7 +11,7 @@ import * as path from 'node:path'
 import test from 'ava'
 
 import { SharedMutex } from '../index'
-import { tempDir, within } from './helpers'
+import { lineChild, tempDir, within } from './helpers'
 
 const WORKERS = 8
 const PER_WORKER = 400
@@ -87,4 +87,62 @@ test('8 processes survive 200 SIGKILLs of lock holders with nothing lost', async
   // A kill can land just after a release; most land on a holder.
   t.true(state.ownerDeaths >= kills / 2, `${state.ownerDeaths} owner deaths for ${kills} kills`)
   watcher.close()
+})
+
+// A worker goes on past its quota until the stop file exists; if the test process dies first
+// (ava's timeout, an uncaught exception in the killer), nothing writes that file, and the
+// workers, orphaned, must not go on forever: they would spin on every core and hold the
+// inherited stderr open (a CI pipeline reading it never ends). Here a stand-in for the test
+// process starts one worker with its quota (0) done and is killed while the test holds the lock;
+// once the lock is free the worker must stop, having made no update.
+test('a chaos worker past its quota stops once the process that started it is gone', async (t) => {
+  const dir = tempDir()
+  const lockPath = path.join(dir, 'orphan.lock')
+  const recordPath = path.join(dir, 'orphan.record')
+  const stopPath = path.join(dir, 'orphan.stop') // never created while the worker may run
+  const record = Buffer.alloc(4 * (4 + 1))
+  record.writeInt32LE(-1, 4)
+  fs.writeFileSync(recordPath, record)
+  const worker = path.join(__dirname, 'fixtures', 'chaos-worker.cjs')
+  const holder = SharedMutex.open(lockPath)
+  const guard = holder.lockSync()
+  // The stand-in spawns the worker as the chaos test does, its stderr inherited: the test reads
+  // that pipe's end when the last of the two processes is gone.
+  const parentScript = `
+    const { spawn } = require('node:child_process')
+    const args = ${JSON.stringify([worker, lockPath, recordPath, '0', '1', '0', stopPath])}
+    const child = spawn(process.execPath, [...args, String(process.pid)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    child.stdout.resume()
+    console.log(child.pid)
+    setInterval(() => {}, 1 << 30)
+  `
+  const parent = lineChild(spawn(process.execPath, ['-e', parentScript], { stdio: ['ignore', 'pipe', 'pipe'] }))
+  let stderr = ''
+  parent.proc.stderr!.on('data', (d: Buffer) => (stderr += String(d)))
+  const allGone = new Promise<void>((resolve) => parent.proc.stderr!.on('close', () => resolve()))
+  const workerPid = Number(await parent.nextLine())
+  let workerGone = false
+  t.teardown(() => {
+    fs.writeFileSync(stopPath, '')
+    if (!workerGone) {
+      try {
+        process.kill(workerPid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+  })
+  parent.proc.kill('SIGKILL')
+  await parent.exited
+  guard.release()
+  const updates = () => fs.readFileSync(recordPath).readInt32LE(4 * 4)
+  // Either the worker ends, or it makes an update it should not have made.
+  const updated = (async () => {
+    while (!workerGone && updates() === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+  })()
+  await within(60_000, Promise.race([allGone.then(() => (workerGone = true)), updated]), 'the orphaned worker')
+  t.is(updates(), 0, 'the orphaned worker went on updating past its quota (it would never stop)')
+  t.true(workerGone)
+  t.is(stderr, '')
+  holder.close()
 })
