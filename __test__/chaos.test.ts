@@ -38,7 +38,7 @@ test('8 processes survive 200 SIGKILLs of lock holders with nothing lost', async
   let finished = 0
   const done = new Promise<void>((resolve) => {
     const start = (w: number) => {
-      const args = [worker, lockPath, recordPath, String(w), String(WORKERS), String(PER_WORKER), stopPath]
+      const args = [worker, lockPath, recordPath, String(w), String(WORKERS), String(PER_WORKER), stopPath, String(process.pid)]
       const child = spawn(process.execPath, args, {
         stdio: ['ignore', 'pipe', 'inherit'],
       })
