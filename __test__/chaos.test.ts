@@ -18,14 +18,19 @@ const PER_WORKER = 400
 const KILLS = 200
 const KILLING_MS = 60_000
 
+/** A fresh record for `workers` chaos workers: counts at 0, no update in progress (-1). */
+function writeRecord(recordPath: string, workers: number): void {
+  const record = Buffer.alloc(4 * (4 + workers))
+  record.writeInt32LE(-1, 4)
+  fs.writeFileSync(recordPath, record)
+}
+
 test('8 processes survive 200 SIGKILLs of lock holders with nothing lost', async (t) => {
   const dir = tempDir()
   const lockPath = path.join(dir, 'chaos.lock')
   const recordPath = path.join(dir, 'chaos.record')
   const stopPath = path.join(dir, 'chaos.stop')
-  const record = Buffer.alloc(4 * (4 + WORKERS))
-  record.writeInt32LE(-1, 4)
-  fs.writeFileSync(recordPath, record)
+  writeRecord(recordPath, WORKERS)
   const watcher = SharedMutex.open(lockPath)
   const worker = path.join(__dirname, 'fixtures', 'chaos-worker.cjs')
 
@@ -100,9 +105,7 @@ test('a chaos worker past its quota stops once the process that started it is go
   const lockPath = path.join(dir, 'orphan.lock')
   const recordPath = path.join(dir, 'orphan.record')
   const stopPath = path.join(dir, 'orphan.stop') // never created while the worker may run
-  const record = Buffer.alloc(4 * (4 + 1))
-  record.writeInt32LE(-1, 4)
-  fs.writeFileSync(recordPath, record)
+  writeRecord(recordPath, 1)
   const worker = path.join(__dirname, 'fixtures', 'chaos-worker.cjs')
   const holder = SharedMutex.open(lockPath)
   const guard = holder.lockSync()
